@@ -1,0 +1,105 @@
+"""The engine: one loaded snapshot + rule set + state; decides attaches and applies their effects.
+
+``check`` = pure ``decide`` + apply the returned effects to the state + record the attach in the
+observation history + turn notices into rendered, sequenced events. The (index, rules) pair lives in one
+immutable :class:`Bundle` that a reload replaces with a single reference swap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from eir.decide import decide
+from eir.events import Event, Renderer
+from eir.model import (
+    ActivationStart,
+    CloneDetect,
+    Decision,
+    GracesDrop,
+    GraceStart,
+    Notice,
+    Query,
+    Switchback,
+    WindowStart,
+)
+from eir.state import Detection, MemoryState, TravelerWindow
+
+if TYPE_CHECKING:
+    from eir.index import Index
+    from eir.rules import RuleSet
+
+EventSink = Callable[[Event], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """What a decision reads besides state: swapped as a whole on reload."""
+
+    index: Index
+    rules: RuleSet
+    renderer: Renderer
+
+    @classmethod
+    def of(cls, index: Index, rules: RuleSet) -> Bundle:
+        """Bundle an index and a rule set with the rule set's text renderer."""
+        return cls(index, rules, Renderer(rules.messages, rules.tz, rules.plan))
+
+
+class Engine:
+    """Decides attaches against the current bundle and keeps the dynamic state up to date."""
+
+    __slots__ = ("bundle", "sinks", "state")
+
+    def __init__(self, bundle: Bundle, state: MemoryState, sinks: tuple[EventSink, ...] = ()) -> None:
+        self.bundle = bundle
+        self.state = state
+        self.sinks = sinks
+
+    def swap(self, bundle: Bundle) -> Bundle:
+        """Replace the index/rules in one step; returns the previous bundle."""
+        old, self.bundle = self.bundle, bundle
+        return old
+
+    def check(self, q: Query) -> Decision:
+        """Decide one attach and apply what it implies."""
+        b = self.bundle
+        st = self.state
+        d = decide(q, b.index, b.rules, st)
+        if d.effects:
+            self._apply(q, d, b)
+        if q.msisdn and not q.roamer and q.imei >= 0:
+            st.observe(q.imei, q.msisdn, q.slot, q.time)
+        return d
+
+    def _apply(self, q: Query, d: Decision, b: Bundle) -> None:
+        st = self.state
+        for e in d.effects:
+            if isinstance(e, Notice):
+                self._emit(q, e, b)
+            elif isinstance(e, GraceStart):
+                st.put_grace(e.kind, e.imei, e.msisdn, e.start, e.deadline)
+            elif isinstance(e, GracesDrop):
+                st.drop_graces(e.imei, e.msisdn)
+            elif isinstance(e, ActivationStart):
+                st.put_activation(e.device_key, e.first_seen, e.deadline)
+            elif isinstance(e, WindowStart):
+                st.put_window(e.imei, TravelerWindow(e.start, e.deadline, e.period_end, e.identity, e.msisdn))
+                st.put_quota(e.identity, e.start)
+            elif isinstance(e, Switchback):
+                st.add_switchback(e.imei, e.time, b.rules.clone_window_s)
+            elif isinstance(e, CloneDetect):
+                st.put_detection(e.imei, Detection(e.time, e.enforced, e.subscribers))
+
+    def _emit(self, q: Query, n: Notice, b: Bundle) -> None:
+        ev = Event(type=n.type, time=q.time, imei=n.imei, msisdn=n.msisdn or None, slot=n.slot,
+                   reason=n.reason.value if n.reason is not None else None, deadline=n.deadline,
+                   subscribers=n.subscribers)
+        code = b.index.lookup(n.imei)
+        model = b.index.model((code >> 1) - 1) if code > 1 else ""
+        ev.text_fa, ev.text_en = b.renderer.render(ev, model)
+        self.state.put_mark(n.mark, q.time)
+        self.state.append_event(ev)
+        for sink in self.sinks:
+            sink(ev)

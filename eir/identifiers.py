@@ -1,0 +1,173 @@
+"""Identifier parsing at the edge: IMEI, MSISDN, IMSI, slot (SPEC §2).
+
+Everything inside the engine works on plain ints produced here: an IMEI is its 14-digit core as an int,
+an MSISDN is its E.164 digits as an int, an IMSI is its digits as an int. Parsing happens once, where bytes
+enter the process (snapshot build, replay reader, transports).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, NewType
+
+ImeiCore = NewType("ImeiCore", int)
+Msisdn = NewType("Msisdn", int)
+Imsi = NewType("Imsi", int)
+
+#: Returned by :func:`parse_imei` for a malformed IMEI (a decision, not an error: DENY MALFORMED_IMEI).
+MALFORMED: Final = ImeiCore(-1)
+#: The "no subscriber" MSISDN (unknown subscriber: neither a usable MSISDN nor a known IMSI).
+NO_MSISDN: Final = Msisdn(0)
+
+MAX_SLOT: Final = 16
+_ASCII_DIGITS: Final = frozenset("0123456789")
+# Luhn doubling table: digit -> 2*digit with 9 subtracted when over 9.
+_DOUBLED: Final = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
+class IdentifierError(ValueError):
+    """An identifier that cannot be normalised (a request error, unlike a malformed IMEI)."""
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        super().__init__(f"{field}: {reason}: {value!r}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ImeiPolicy:
+    """The two IMEI knobs of a rule set (`[imei]`)."""
+
+    deny_invalid_check_digit: bool = True
+    deny_test_imeis: bool = True
+
+
+def luhn_check_digit(core14: str) -> int:
+    """GSMA TS.06 check digit of a 14-digit IMEI core (``49015420323751`` -> 8)."""
+    total = 0
+    # From the right: the rightmost digit is doubled, then every second one.
+    for i, ch in enumerate(reversed(core14)):
+        d = ord(ch) - 48
+        total += _DOUBLED[d] if i % 2 == 0 else d
+    return (10 - total % 10) % 10
+
+
+def _is_ascii_digits(s: str) -> bool:
+    # str.isdigit() accepts Persian/Arabic-Indic and superscript digits; the network never sends those.
+    return s.isascii() and s.isdigit()
+
+
+def parse_imei(raw: str, policy: ImeiPolicy) -> ImeiCore:
+    """Normalise an IMEI/IMEISV string to its 14-digit core, or :data:`MALFORMED`.
+
+    Accepts 14 digits (core), 15 (core + Luhn check digit), 16 (IMEISV: core + 2-digit software
+    version), each optionally prefixed with ``imei-`` or ``imeisv-`` (3GPP PEI form).
+    """
+    s = raw.strip()
+    low = s[:7].lower()
+    if low.startswith("imeisv-"):
+        s = s[7:]
+    elif low.startswith("imei-"):
+        s = s[5:]
+    n = len(s)
+    if n < 14 or n > 16 or not _is_ascii_digits(s):
+        return MALFORMED
+    core = s[:14]
+    if n == 15 and policy.deny_invalid_check_digit and luhn_check_digit(core) != ord(s[14]) - 48:
+        return MALFORMED
+    if policy.deny_test_imeis and core.count(core[0]) == 14:
+        return MALFORMED
+    return ImeiCore(int(core))
+
+
+def format_imei(core: int) -> str:
+    """The 14-digit text of an IMEI core (leading zeros kept)."""
+    return f"{core:014d}"
+
+
+def imei15(core: int) -> str:
+    """The 15-digit IMEI (core + check digit), as printed on boxes."""
+    s = f"{core:014d}"
+    return s + str(luhn_check_digit(s))
+
+
+@dataclass(frozen=True, slots=True)
+class NumberingPlan:
+    """Home numbering plan: country code and home MCCs (from the rule set's `[policy]`)."""
+
+    country_code: str = "98"
+    home_mccs: frozenset[str] = frozenset({"432"})
+
+    @property
+    def national_mobile_length(self) -> int:
+        # Iranian mobile numbers: 10-digit national significant number starting with 9.
+        return 10 if self.country_code == "98" else 0
+
+
+def parse_msisdn(raw: str, plan: NumberingPlan) -> tuple[Msisdn, bool]:
+    """Normalise an MSISDN to E.164 digits; returns ``(msisdn, is_home)``.
+
+    ``09121234567``, ``9121234567``, ``+989121234567``, ``00989121234567`` and ``989121234567`` all
+    become ``989121234567`` for country code 98. Other E.164 numbers (8-15 digits) are kept as given.
+    Raises :class:`IdentifierError` when the number cannot be normalised.
+    """
+    s = raw.strip()
+    if s.lower().startswith("msisdn-"):
+        s = s[7:]
+    if s.startswith("+"):
+        s = s[1:]
+    elif s.startswith("00"):
+        s = s[2:]
+    elif s.startswith("0"):
+        s = plan.country_code + s[1:]  # national trunk prefix
+    elif len(s) == plan.national_mobile_length and s.startswith("9"):
+        s = plan.country_code + s  # national significant number without trunk prefix
+    if not _is_ascii_digits(s) or not 8 <= len(s) <= 15 or s[0] == "0":
+        raise IdentifierError("msisdn", raw, "not an E.164 number")
+    return Msisdn(int(s)), s.startswith(plan.country_code)
+
+
+def is_home_msisdn(msisdn: int, plan: NumberingPlan) -> bool:
+    """Whether a normalised MSISDN belongs to the home country."""
+    return str(msisdn).startswith(plan.country_code)
+
+
+def national_format(msisdn: int, plan: NumberingPlan) -> str:
+    """``989121234567`` -> ``09121234567`` for home numbers, ``+<digits>`` otherwise."""
+    s = str(msisdn)
+    cc = plan.country_code
+    if s.startswith(cc):
+        return "0" + s[len(cc) :]
+    return "+" + s
+
+
+def parse_imsi(raw: str) -> Imsi:
+    """Parse an IMSI: 6-15 digits, optional ``imsi-`` prefix, MCC not starting with 0."""
+    s = raw.strip()
+    if s.lower().startswith("imsi-"):
+        s = s[5:]
+    if not _is_ascii_digits(s) or not 6 <= len(s) <= 15 or s[0] == "0":
+        raise IdentifierError("imsi", raw, "not an IMSI (6-15 digits, MCC 2xx-9xx)")
+    return Imsi(int(s))
+
+
+def imsi_is_home(imsi: int, plan: NumberingPlan) -> bool:
+    """Whether the IMSI's MCC (first 3 digits) is a home MCC."""
+    return str(imsi)[:3] in plan.home_mccs
+
+
+def parse_slot(raw: object) -> int:
+    """A 1-based SIM slot; empty/None means slot 1."""
+    if raw is None or raw == "":
+        return 1
+    if isinstance(raw, bool):
+        raise IdentifierError("slot", raw, "not an integer")
+    if isinstance(raw, int):
+        slot = raw
+    elif isinstance(raw, str) and _is_ascii_digits(raw.strip()):
+        slot = int(raw)
+    else:
+        raise IdentifierError("slot", raw, "not an integer")
+    if not 1 <= slot <= MAX_SLOT:
+        raise IdentifierError("slot", raw, f"outside 1..{MAX_SLOT}")
+    return slot

@@ -1,0 +1,302 @@
+"""Replay an attach log through the engine (SPEC §1 what-if analysis; `eir replay`).
+
+Rows flow: file bytes -> raw fields (CSV or JSON Lines) -> :func:`eir.query.build_query` -> engine ->
+one JSON line per row. A row that cannot be read is reported with its line number and skipped (or is
+fatal with ``strict``). :func:`compare` runs one log under two rule sets side by side.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import time as _time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final
+
+import orjson
+
+from eir.engine import Engine
+from eir.events import Event
+from eir.model import CONST, Decision, Query, Verdict
+from eir.query import RequestError, build_query, parse_time
+
+COLUMNS: Final = ("time", "imei", "msisdn", "slot", "imsi")
+REQUIRED: Final = ("time", "imei")
+MAX_LINE_BYTES: Final = 4096
+_EPOCH_DAY: Final = dt.date(1970, 1, 1).toordinal()
+
+
+class ReplayError(ValueError):
+    """A replay that cannot go on (unreadable file, bad header, a bad row under ``strict``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BadRow:
+    """A row that could not be read: its line number and why."""
+
+    line: int
+    reason: str
+
+
+RawRow = tuple[int, Any, Any, Any, Any, Any]  # line, time, imei, msisdn, slot, imsi
+
+
+def read_rows(path: Path) -> Iterator[RawRow | BadRow]:
+    """Raw rows of a CSV (header ``time,imei,msisdn,slot[,imsi]``) or JSON Lines attach log."""
+    try:
+        f = path.open("rb")
+    except OSError as e:
+        raise ReplayError(f"{path}: cannot open: {e.strerror}") from e
+    with f:
+        head = f.read(1)
+        f.seek(0)
+        if head == b"{":
+            yield from _read_jsonl(f)
+        else:
+            yield from _read_csv(io.TextIOWrapper(f, encoding="utf-8", errors="replace", newline=""), path)
+
+
+def _read_jsonl(f: IO[bytes]) -> Iterator[RawRow | BadRow]:
+    for n, line in enumerate(f, 1):
+        if len(line) > MAX_LINE_BYTES:
+            yield BadRow(n, f"line longer than {MAX_LINE_BYTES} bytes")
+            continue
+        if not line.strip():
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            yield BadRow(n, f"not JSON: {e}")
+            continue
+        if not isinstance(obj, dict):
+            yield BadRow(n, "not a JSON object")
+            continue
+        missing = [k for k in REQUIRED if obj.get(k) in (None, "")]
+        if missing:
+            yield BadRow(n, f"missing {', '.join(missing)}")
+            continue
+        yield n, obj["time"], obj["imei"], obj.get("msisdn"), obj.get("slot"), obj.get("imsi")
+
+
+def _read_csv(f: IO[str], path: Path) -> Iterator[RawRow | BadRow]:
+    reader = csv.reader(f)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        return
+    except csv.Error as e:
+        raise ReplayError(f"{path}:1: bad CSV header: {e}") from e
+    for col in REQUIRED:
+        if col not in header:
+            raise ReplayError(f"{path}:1: CSV header lacks column {col!r} (need time,imei,msisdn,slot)")
+    if "msisdn" not in header and "imsi" not in header:
+        raise ReplayError(f"{path}:1: CSV header needs an msisdn or an imsi column")
+    pos = [header.index(c) if c in header else -1 for c in COLUMNS]
+    it, ii, im, isl, iimsi = pos
+    width = len(header)
+    n = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            n = reader.line_num
+            yield BadRow(n, f"bad CSV: {e}")
+            continue
+        n = reader.line_num
+        if len(row) != width:
+            if not row:
+                continue
+            yield BadRow(n, f"expected {width} columns, got {len(row)}")
+            continue
+        yield (n, row[it], row[ii], row[im] if im >= 0 else None, row[isl] if isl >= 0 else None,
+               row[iimsi] if iimsi >= 0 else None)
+
+
+class TimeParser:
+    """parse_time with a fast path for the canonical ``YYYY-MM-DDTHH:MM:SSZ`` form (per-day cache)."""
+
+    __slots__ = ("_days",)
+
+    def __init__(self) -> None:
+        self._days: dict[str, int] = {}
+
+    def __call__(self, raw: Any) -> int:
+        if isinstance(raw, str) and len(raw) == 20 and raw[19] == "Z" and raw[10] == "T":
+            day = self._days.get(raw[:10])
+            if day is None and len(self._days) < 100_000:
+                day = parse_time(raw[:10] + "T00:00:00Z")
+                self._days[raw[:10]] = day
+            hh, mm, ss = raw[11:13], raw[14:16], raw[17:19]
+            if day is not None and (hh + mm + ss).isdigit() and raw[13] == raw[16] == ":":
+                h, m, s = int(hh), int(mm), int(ss)
+                if h < 24 and m < 60 and s < 60:
+                    return day + h * 3600 + m * 60 + s
+        return parse_time(raw)
+
+
+class IsoFormatter:
+    """Epoch seconds -> ``YYYY-MM-DDTHH:MM:SSZ`` with a per-day cache of the date part."""
+
+    __slots__ = ("_days",)
+
+    def __init__(self) -> None:
+        self._days: dict[int, str] = {}
+
+    def __call__(self, t: int) -> str:
+        day, sec = divmod(t, 86_400)
+        d = self._days.get(day)
+        if d is None:
+            d = self._days[day] = dt.date.fromordinal(_EPOCH_DAY + day).isoformat()
+        h, rem = divmod(sec, 3600)
+        m, s = divmod(rem, 60)
+        return f"{d}T{h:02d}:{m:02d}:{s:02d}Z"
+
+
+@dataclass(slots=True)
+class Summary:
+    """What a replay did: attaches by verdict/reason, events by type, subscribers, bad rows, speed."""
+
+    rows: int = 0
+    bad_rows: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    warned: set[int] = field(default_factory=set)
+    denied: set[int] = field(default_factory=set)
+    seconds: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        """Decided rows per second of wall time."""
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def by_verdict(self) -> dict[str, int]:
+        """Attaches per verdict."""
+        out = {v.name: 0 for v in Verdict}
+        for reason, n in self.by_reason.items():
+            out[_VERDICT_NAME[reason]] += n
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Machine-readable form (``--summary-json``)."""
+        return {
+            "rows": self.rows, "bad_rows": self.bad_rows, "by_verdict": self.by_verdict(),
+            "by_reason": dict(self.by_reason.most_common()), "events": dict(self.events.most_common()),
+            "subscribers_warned": len(self.warned), "subscribers_denied": len(self.denied),
+            "seconds": round(self.seconds, 3), "rows_per_second": round(self.rows_per_second),
+        }
+
+    def render(self) -> str:
+        """The human summary table printed at the end of a replay."""
+        lines = [f"{'attaches':<28}{self.rows:>12,}"]
+        for verdict, n in self.by_verdict().items():
+            lines.append(f"  {verdict:<26}{n:>12,}  {_pct(n, self.rows)}")
+            for reason, m in self.by_reason.most_common():
+                if _VERDICT_NAME[reason] == verdict:
+                    lines.append(f"    {reason:<24}{m:>12,}  {_pct(m, self.rows)}")
+        lines.append(f"{'events':<28}{sum(self.events.values()):>12,}")
+        for typ, n in self.events.most_common():
+            lines.append(f"  {typ:<26}{n:>12,}")
+        lines.append(f"{'subscribers warned':<28}{len(self.warned):>12,}")
+        lines.append(f"{'subscribers denied':<28}{len(self.denied):>12,}")
+        lines.append(f"{'bad rows':<28}{self.bad_rows:>12,}")
+        lines.append(f"{'rows/s':<28}{round(self.rows_per_second):>12,}  ({self.seconds:.2f} s)")
+        return "\n".join(lines)
+
+
+def _pct(n: int, total: int) -> str:
+    return f"{100 * n / total:6.2f}%" if total else ""
+
+
+_VERDICT_NAME: Final = {r.value: d.verdict.name for r, d in CONST.items()}
+
+
+OnBad = Callable[[BadRow], None]
+Parsed = tuple[int, Any, Query]  # line, imei as given, query
+
+
+def parse_rows(rows: Iterator[RawRow | BadRow], engine: Engine, on_bad: OnBad) -> Iterator[Parsed]:
+    """Turn raw rows into queries against the engine's current index and rules."""
+    b = engine.bundle
+    index, rules = b.index, b.rules
+    ptime = TimeParser()
+    for row in rows:
+        if isinstance(row, BadRow):
+            on_bad(row)
+            continue
+        n, t, imei, msisdn, slot, imsi = row
+        try:
+            q = build_query(index, rules, ptime(t), imei, msisdn, slot, imsi)
+        except RequestError as e:
+            on_bad(BadRow(n, str(e)))
+            continue
+        yield n, imei, q
+
+
+class DecisionWriter:
+    """Writes one JSON object per decided row (``--out``)."""
+
+    __slots__ = ("_f", "_iso")
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self._iso = IsoFormatter()
+
+    def write(self, imei_raw: Any, q: Query, d: Decision) -> None:
+        iso = self._iso
+        self._f.write(orjson.dumps({
+            "time": iso(q.time), "imei": imei_raw, "msisdn": str(q.msisdn) if q.msisdn else None,
+            "slot": q.slot, "verdict": d.verdict.name, "status": d.verdict.status,
+            "reason": d.reason.value, "deadline": iso(d.deadline) if d.deadline is not None else None,
+        }))
+        self._f.write(b"\n")
+
+
+def replay(parsed: Iterator[Parsed], engine: Engine, summary: Summary,
+           out: DecisionWriter | None = None, progress: Callable[[int], None] | None = None) -> Summary:
+    """Decide every parsed row in order, counting into ``summary``."""
+    started = _time.perf_counter()
+    by_reason = summary.by_reason
+    warned, denied = summary.warned, summary.denied
+    check = engine.check
+    n = 0
+    for _, imei_raw, q in parsed:
+        d = check(q)
+        n += 1
+        by_reason[d.reason.value] += 1
+        if d.verdict is not Verdict.ALLOW and q.msisdn:
+            (warned if d.verdict is Verdict.WARN else denied).add(q.msisdn)
+        if out is not None:
+            out.write(imei_raw, q, d)
+        if progress is not None and n & 0xFFF == 0:
+            progress(n)
+    summary.rows += n
+    summary.seconds += _time.perf_counter() - started
+    return summary
+
+
+def event_writer(f: IO[bytes], summary: Summary) -> Callable[[Event], None]:
+    """An engine event sink writing JSON Lines and counting events by type."""
+    counts = summary.events
+
+    def sink(ev: Event) -> None:
+        counts[ev.type] += 1
+        f.write(orjson.dumps(ev.to_dict()))
+        f.write(b"\n")
+
+    return sink
+
+
+def event_counter(summary: Summary) -> Callable[[Event], None]:
+    """An engine event sink that only counts events by type."""
+    counts = summary.events
+
+    def sink(ev: Event) -> None:
+        counts[ev.type] += 1
+
+    return sink

@@ -1,0 +1,241 @@
+"""Dynamic engine state (SPEC §7) behind one interface, with the in-memory implementation.
+
+The decision core only *reads* state (the ``StateView`` part); the engine writes it by applying the
+effects a decision returns, and records every attach in the observation history. Keys are stable
+identifiers (IMEI cores, MSISDNs, a device's slot-1 IMEI), never snapshot-local ids, so state survives
+snapshot reloads. A durable store (SQLite) subclasses :class:`MemoryState`: the hot state stays in
+memory for the synchronous decision, and the store persists every change.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from eir.events import Event
+
+#: Observation history entries kept per IMEI (distinct subscriber+slot pairs, most recent kept).
+MAX_OBSERVATIONS_PER_IMEI: Final = 32
+#: An observation entry key packs (msisdn, slot): slot < 32.
+SLOT_BITS: Final = 5
+
+
+@dataclass(slots=True)
+class Grace:
+    """A grace for (IMEI, subscriber, kind): the deadline never moves once given."""
+
+    start: int
+    deadline: int
+
+
+@dataclass(slots=True)
+class Activation:
+    """Activation grace of a device (keyed by its slot-1 IMEI)."""
+
+    first_seen: int
+    deadline: int
+
+
+@dataclass(slots=True)
+class TravelerWindow:
+    """Traveler allowance window of an unregistered IMEI."""
+
+    start: int
+    deadline: int
+    period_end: int
+    identity: str
+    msisdn: int
+
+
+@dataclass(slots=True)
+class Detection:
+    """A clone detection (enforced) or a withheld one (safety brake)."""
+
+    time: int
+    enforced: bool
+    subscribers: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class History:
+    """Observation history of one IMEI: last attach, and per (subscriber, slot) first/last/count.
+
+    ``seen`` maps ``msisdn << SLOT_BITS | slot`` to ``[first, last, count]``; ``switchbacks`` holds the
+    times of recent switch-backs (clone detection, pruned to the window).
+    """
+
+    last_msisdn: int = 0
+    last_time: int = 0
+    seen: dict[int, list[int]] = field(default_factory=dict)
+    switchbacks: list[int] | None = None
+
+    def last_seen(self, msisdn: int) -> int:
+        """The last time ``msisdn`` attached this IMEI on any slot (0 if never)."""
+        best = 0
+        for key, rec in self.seen.items():
+            if key >> SLOT_BITS == msisdn and rec[1] > best:
+                best = rec[1]
+        return best
+
+    def subscribers(self) -> list[tuple[int, int, int, int, int]]:
+        """``(msisdn, slot, first, last, count)`` rows, most recently seen first."""
+        rows = [(k >> SLOT_BITS, k & ((1 << SLOT_BITS) - 1), r[0], r[1], r[2]) for k, r in self.seen.items()]
+        rows.sort(key=lambda r: -r[3])
+        return rows
+
+
+class StateView(Protocol):
+    """What the decision core may read."""
+
+    def grace(self, imei: int, msisdn: int, kind: int) -> Grace | None: ...
+    def has_graces(self, imei: int) -> bool: ...
+    def activation(self, device_key: int) -> Activation | None: ...
+    def window(self, imei: int) -> TravelerWindow | None: ...
+    def quota(self, identity: str) -> int | None: ...
+    def history(self, imei: int) -> History | None: ...
+    def detection(self, imei: int) -> Detection | None: ...
+    def mark(self, key: tuple[str, int, int, int]) -> int | None: ...
+    def enforced_since(self, t: int) -> int: ...
+
+
+class MemoryState:
+    """All engine state in process memory (replay default; the cache under the durable store)."""
+
+    def __init__(self, keep_outbox: bool = True) -> None:
+        self.keep_outbox = keep_outbox  # a replay streams events to a file instead of keeping them
+        self.graces: dict[tuple[int, int, int], Grace] = {}
+        self.grace_imeis: dict[int, int] = {}  # imei -> number of grace records (fast "has any")
+        self.activations: dict[int, Activation] = {}
+        self.windows: dict[int, TravelerWindow] = {}
+        self.quotas: dict[str, int] = {}
+        self.histories: dict[int, History] = {}
+        self.detections: dict[int, Detection] = {}
+        self.marks: dict[tuple[str, int, int, int], int] = {}
+        self.enforced: deque[int] = deque()  # times of enforced detections (safety bound, last hour)
+        self.events: list[Event] = []
+        self.next_seq = 1
+
+    # --- reads (StateView) -------------------------------------------------------------------------
+
+    def grace(self, imei: int, msisdn: int, kind: int) -> Grace | None:
+        return self.graces.get((imei, msisdn, kind))
+
+    def has_graces(self, imei: int) -> bool:
+        return imei in self.grace_imeis
+
+    def activation(self, device_key: int) -> Activation | None:
+        return self.activations.get(device_key)
+
+    def window(self, imei: int) -> TravelerWindow | None:
+        return self.windows.get(imei)
+
+    def quota(self, identity: str) -> int | None:
+        return self.quotas.get(identity)
+
+    def history(self, imei: int) -> History | None:
+        return self.histories.get(imei)
+
+    def detection(self, imei: int) -> Detection | None:
+        return self.detections.get(imei)
+
+    def mark(self, key: tuple[str, int, int, int]) -> int | None:
+        return self.marks.get(key)
+
+    def enforced_since(self, t: int) -> int:
+        q = self.enforced
+        while q and q[0] < t:
+            q.popleft()
+        return len(q)
+
+    # --- writes (engine) ---------------------------------------------------------------------------
+
+    def observe(self, imei: int, msisdn: int, slot: int, t: int) -> History:
+        """Record an attach of a known home subscriber in the IMEI's history."""
+        h = self.histories.get(imei)
+        if h is None:
+            h = self.histories[imei] = History()
+        key = msisdn << SLOT_BITS | slot
+        rec = h.seen.get(key)
+        if rec is None:
+            if len(h.seen) >= MAX_OBSERVATIONS_PER_IMEI:
+                oldest = min(h.seen, key=lambda k: h.seen[k][1])
+                del h.seen[oldest]
+            h.seen[key] = [t, t, 1]
+        else:
+            if t > rec[1]:
+                rec[1] = t
+            rec[2] += 1
+        if t >= h.last_time:
+            h.last_msisdn = msisdn
+            h.last_time = t
+        return h
+
+    def put_grace(self, kind: int, imei: int, msisdn: int, start: int, deadline: int) -> None:
+        key = (imei, msisdn, kind)
+        if key not in self.graces:
+            self.grace_imeis[imei] = self.grace_imeis.get(imei, 0) + 1
+        self.graces[key] = Grace(start, deadline)
+
+    def drop_graces(self, imei: int, msisdn: int) -> list[int]:
+        """Drop every grace of (IMEI, subscriber); returns the kinds dropped."""
+        dropped = []
+        for kind in (1, 2):
+            if self.graces.pop((imei, msisdn, kind), None) is not None:
+                dropped.append(kind)
+                n = self.grace_imeis[imei] - 1
+                if n:
+                    self.grace_imeis[imei] = n
+                else:
+                    del self.grace_imeis[imei]
+        return dropped
+
+    def put_activation(self, device_key: int, first_seen: int, deadline: int) -> None:
+        self.activations[device_key] = Activation(first_seen, deadline)
+
+    def put_window(self, imei: int, w: TravelerWindow) -> None:
+        self.windows[imei] = w
+
+    def put_quota(self, identity: str, start: int) -> None:
+        self.quotas[identity] = start
+
+    def add_switchback(self, imei: int, t: int, window_s: int) -> None:
+        h = self.histories.get(imei)
+        if h is None:
+            h = self.histories[imei] = History()
+        sb = h.switchbacks
+        if sb is None:
+            h.switchbacks = [t]
+        else:
+            sb[:] = [x for x in sb if x > t - window_s]
+            sb.append(t)
+
+    def put_detection(self, imei: int, d: Detection) -> None:
+        if d.enforced:
+            self.detections[imei] = d
+            self.enforced.append(d.time)
+        elif imei not in self.detections:
+            self.detections[imei] = d
+
+    def put_mark(self, key: tuple[str, int, int, int], t: int) -> None:
+        self.marks[key] = t
+
+    def append_event(self, ev: Event) -> Event:
+        """Assign the next ``seq`` and put the event in the outbox."""
+        ev.seq = self.next_seq
+        self.next_seq += 1
+        if self.keep_outbox:
+            self.events.append(ev)
+        return ev
+
+    def events_after(self, seq: int, limit: int) -> Iterator[Event]:
+        """Outbox events with ``seq`` greater than the given one, oldest first."""
+        lo, hi = 0, len(self.events)
+        while lo < hi:  # the outbox is sorted by seq: binary search the first one after `seq`
+            mid = (lo + hi) // 2
+            if self.events[mid].seq <= seq:
+                lo = mid + 1
+            else:
+                hi = mid
+        yield from self.events[lo : lo + limit]
