@@ -17,7 +17,7 @@ from eir.identifiers import NumberingPlan, format_imei, imei15, national_format
 
 PERSIAN_DIGITS: Final = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
 HIDDEN: Final = "***"
-UTC: Final = dt.timezone.utc
+UTC: Final = dt.UTC
 
 #: Events for the registry / operations: no subscriber text.
 OPS_EVENTS: Final = frozenset({"CLONE_DETECTED", "BLACKLISTED_DEVICE_SEEN", "SAFETY_BRAKE"})

@@ -8,7 +8,7 @@ Decisions without a deadline or effects are shared constants, so the common path
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 from typing import Final
 
 
@@ -28,7 +28,7 @@ class Verdict(IntEnum):
 _STATUS: Final = {Verdict.ALLOW: "WHITELISTED", Verdict.DENY: "BLACKLISTED", Verdict.WARN: "GREYLISTED"}
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why a decision was taken (SPEC §4.2)."""
 
     OWNER = "OWNER"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 import time as _time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -48,16 +47,16 @@ RawRow = tuple[int, Any, Any, Any, Any, Any]  # line, time, imei, msisdn, slot, 
 def read_rows(path: Path) -> Iterator[RawRow | BadRow]:
     """Raw rows of a CSV (header ``time,imei,msisdn,slot[,imsi]``) or JSON Lines attach log."""
     try:
-        f = path.open("rb")
-    except OSError as e:
-        raise ReplayError(f"{path}: cannot open: {e.strerror}") from e
-    with f:
-        head = f.read(1)
-        f.seek(0)
-        if head == b"{":
-            yield from _read_jsonl(f)
+        with path.open("rb") as probe:
+            is_jsonl = probe.read(1) == b"{"
+        if is_jsonl:
+            with path.open("rb") as fb:
+                yield from _read_jsonl(fb)
         else:
-            yield from _read_csv(io.TextIOWrapper(f, encoding="utf-8", errors="replace", newline=""), path)
+            with path.open("r", encoding="utf-8", errors="replace", newline="") as ft:
+                yield from _read_csv(ft, path)
+    except OSError as e:
+        raise ReplayError(f"{path}: cannot read: {e.strerror}") from e
 
 
 def _read_jsonl(f: IO[bytes]) -> Iterator[RawRow | BadRow]:

@@ -222,7 +222,7 @@ def load_rules(path: str | Path) -> RuleSet:
     return compile_rules(doc, source=str(p), digest=hashlib.sha256(repr(sorted_doc(doc)).encode()).hexdigest())
 
 
-def sorted_doc(doc: Mapping[str, Any]) -> Any:
+def sorted_doc(doc: Any) -> Any:
     """A canonical, order-independent form of a rule document (for its digest)."""
     if isinstance(doc, Mapping):
         return tuple((k, sorted_doc(v)) for k, v in sorted(doc.items()))

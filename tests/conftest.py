@@ -20,7 +20,7 @@ from eir.state import MemoryState
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "rules"
 DAY = 86_400
-T0 = int(dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc).timestamp())
+T0 = int(dt.datetime(2026, 11, 1, tzinfo=dt.UTC).timestamp())
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:

@@ -9,3 +9,14 @@ import click
 @click.version_option(package_name="eir")
 def main() -> None:
     """EIR decision engine: snapshots, replay, one-off checks, the service."""
+
+
+def _register() -> None:
+    # Subcommands live in their own modules; registering them here keeps `eir --help` complete.
+    from eir.cli.replay import check_cmd, replay_cmd
+
+    main.add_command(replay_cmd)
+    main.add_command(check_cmd)
+
+
+_register()

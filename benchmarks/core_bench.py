@@ -1,0 +1,124 @@
+"""Decision-core benchmark: in-process decisions/s and `eir replay` rows/s on the seeded demo mix.
+
+    python -m benchmarks.core_bench --devices 1000000 --attaches 3000000 --seed 7 --out bench-out/core.json
+
+Data comes from `eir demo-data` (seeded, cached under bench-out/). Each measurement runs ``--repeat``
+times; the JSON reports every run and the median. One core: the process pins itself to CPU 0 when it can.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from eir.engine import Bundle, Engine
+from eir.index import Index
+from eir.model import Query
+from eir.replay import BadRow, parse_rows, read_rows
+from eir.rules import load_rules
+from eir.state import MemoryState
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pin(cpu: int) -> bool:
+    """Pin this process to one CPU (the targets are per core)."""
+    try:
+        os.sched_setaffinity(0, {cpu})
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
+def demo_data(devices: int, attaches: int, seed: int, base: Path) -> tuple[Path, Path]:
+    """Seeded demo registry + attach log, and its snapshot, generated once and cached."""
+    d = base / f"demo-{devices}-{attaches}-{seed}"
+    snap = d / "registry.eirsnap"
+    if not snap.exists():
+        d.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "eir.cli", "demo-data", "--devices", str(devices),
+                        "--attaches", str(attaches), "--seed", str(seed), "-o", str(d)], check=True)
+        subprocess.run([sys.executable, "-m", "eir.cli", "snapshot", "build", str(d / "registry.jsonl"),
+                        "-o", str(snap)], check=True)
+    return d / "attaches.csv", snap
+
+
+def decisions_per_second(index: Index, rules_path: Path, queries: list[Query]) -> float:
+    """Engine.check over pre-parsed queries with a fresh in-memory state."""
+    engine = Engine(Bundle.of(index, load_rules(rules_path)), MemoryState(keep_outbox=False))
+    check = engine.check
+    t0 = time.perf_counter()
+    for q in queries:
+        check(q)
+    return len(queries) / (time.perf_counter() - t0)
+
+
+def parse_per_second(index: Index, rules_path: Path, log: Path) -> tuple[float, list[Query]]:
+    """Edge parsing (CSV -> Query) alone."""
+    engine = Engine(Bundle.of(index, load_rules(rules_path)), MemoryState(keep_outbox=False))
+    bad: list[BadRow] = []
+    t0 = time.perf_counter()
+    queries = [q for _, _, q in parse_rows(read_rows(log), engine, bad.append)]
+    return len(queries) / (time.perf_counter() - t0), queries
+
+
+def replay_rows_per_second(log: Path, snap: Path, rules_path: Path, out: Path) -> dict[str, Any]:
+    """`eir replay` end to end in a fresh process (CSV in, JSONL decisions out)."""
+    summary = out.with_suffix(".summary.json")
+    cmd = [sys.executable, "-m", "eir.cli", "replay", str(log), "--snapshot", str(snap), "--rules",
+           str(rules_path), "--out", str(out), "--no-progress", "--summary-json", str(summary)]
+    t0 = time.perf_counter()
+    subprocess.run(["taskset", "-c", "0", *cmd] if _has_taskset() else cmd, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    s = json.loads(summary.read_bytes())
+    return {"rows": s["rows"], "wall_s": wall, "rows_per_s_wall": s["rows"] / wall,
+            "rows_per_s_loop": s["rows_per_second"]}
+
+
+def _has_taskset() -> bool:
+    return subprocess.run(["which", "taskset"], capture_output=True).returncode == 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--devices", type=int, default=1_000_000)
+    ap.add_argument("--attaches", type=int, default=3_000_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rules", type=Path, default=ROOT / "rules" / "default.toml")
+    ap.add_argument("--data", type=Path, default=ROOT / "bench-out")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench-out" / "core.json")
+    a = ap.parse_args(argv)
+    log, snap = demo_data(a.devices, a.attaches, a.seed, a.data)
+    pinned = pin(0)
+    index = Index.from_snapshot(snap)
+    parse_rate, queries = parse_per_second(index, a.rules, log)
+    decide = [decisions_per_second(index, a.rules, queries) for _ in range(a.repeat)]
+    del queries
+    replays = [replay_rows_per_second(log, snap, a.rules, a.data / "replay-out.jsonl") for _ in range(a.repeat)]
+    result = {
+        "benchmark": "core", "devices": a.devices, "attaches": a.attaches, "seed": a.seed, "pinned": pinned,
+        "imeis": index.n_imeis, "rules": str(a.rules.name),
+        "parse_rows_per_s": round(parse_rate),
+        "decisions_per_s": {"runs": [round(x) for x in decide], "median": round(statistics.median(decide))},
+        "replay": {"runs": replays,
+                   "median_rows_per_s_wall": round(statistics.median(r["rows_per_s_wall"] for r in replays)),
+                   "median_rows_per_s_loop": round(statistics.median(r["rows_per_s_loop"] for r in replays))},
+        "targets": {"decisions_per_s": 400_000, "replay_rows_per_s": 150_000},
+    }
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""``python -m eir`` = ``eir``."""
+
+from eir.cli import main
+
+main()

@@ -1,0 +1,5 @@
+"""``python -m eir.cli`` = ``eir``."""
+
+from eir.cli import main
+
+main()

@@ -1,0 +1,199 @@
+"""Sans-IO MessagePack-RPC codec: feed bytes, get requests; encode answers with one reused packer.
+
+Wire convention (msgpack-rpc): request ``[0, msgid, method, params]``, response
+``[1, msgid, error, result]``, notification ``[2, method, params]`` (never answered). ``msgid`` is a
+uint32. No I/O happens here: :class:`RpcDecoder` turns received bytes into :class:`Request`,
+:class:`Notification` and :class:`Violation` items, and :class:`RpcEncoder` turns decisions and errors
+into response bytes. Result maps of deadline-less decisions are packed once per reason, and the map of
+a decision with a deadline is a precomputed prefix plus the packed deadline.
+
+Bounds: one message may not exceed ``max_message_bytes`` (the decoder never buffers more than that).
+Bytes that are not msgpack, or msgpack that is not a request, are a :class:`Violation`: the caller
+answers it and closes the connection, since the byte stream can no longer be trusted to be in step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, NamedTuple
+
+import msgpack
+
+from eir.model import VERDICT_OF, Decision, Reason
+
+REQUEST: Final = 0
+RESPONSE: Final = 1
+NOTIFICATION: Final = 2
+MAX_MSGID: Final = 0xFFFF_FFFF
+
+# Error codes (the "code" of an error map).
+INVALID_REQUEST: Final = "invalid_request"  # not a msgpack-rpc request: answered, then the connection closes
+INVALID_PARAMS: Final = "invalid_params"
+UNKNOWN_METHOD: Final = "unknown_method"
+TOO_LARGE: Final = "too_large"
+NOT_READY: Final = "not_ready"
+OVERLOADED: Final = "overloaded"
+UNAVAILABLE: Final = "unavailable"
+
+
+class Request(NamedTuple):
+    """A call to answer. ``params`` is whatever the client sent (the dispatcher validates it)."""
+
+    msgid: int
+    method: str
+    params: Any
+
+
+class Notification(NamedTuple):
+    """A call that expects no answer."""
+
+    method: str
+    params: Any
+
+
+class Violation(NamedTuple):
+    """The stream is broken: answer ``code``/``message`` (to ``msgid`` when known) and close."""
+
+    code: str
+    message: str
+    msgid: int | None = None
+
+
+Item = Request | Notification | Violation
+
+
+class RpcDecoder:
+    """Incremental request decoder with a hard bound on buffered bytes."""
+
+    __slots__ = ("_fed", "_limit", "_unpacker", "broken")
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self._limit = max_message_bytes
+        # Array/map/str lengths default to bounds derived from max_buffer_size; nesting depth is bounded by
+        # the C unpacker's stack (StackError).
+        self._unpacker = msgpack.Unpacker(max_buffer_size=max_message_bytes, raw=False, use_list=True)
+        self._fed = 0
+        self.broken = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a complete message."""
+        return self._fed - self._unpacker.tell()
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Item]:
+        """Consume received bytes; return the complete items they finish (a Violation is always last)."""
+        out: list[Item] = []
+        if self.broken:
+            return out
+        unpacker, limit = self._unpacker, self._limit
+        view = memoryview(data)
+        pos, n = 0, len(view)
+        while True:
+            room = limit - self.buffered
+            if pos < n and room > 0:
+                take = min(room, n - pos)
+                unpacker.feed(view[pos : pos + take])
+                self._fed += take
+                pos += take
+            if not self._drain(out):
+                return out
+            if pos >= n:
+                return out
+            if limit - self.buffered <= 0:
+                # The buffer holds `limit` bytes and still no complete message: one message is too large.
+                self.broken = True
+                out.append(Violation(TOO_LARGE, f"message larger than {limit} bytes"))
+                return out
+
+    def _drain(self, out: list[Item]) -> bool:
+        try:
+            for obj in self._unpacker:
+                item = classify(obj)
+                out.append(item)
+                if type(item) is Violation:
+                    self.broken = True
+                    return False
+        except ValueError as e:  # FormatError, StackError, UnicodeDecodeError, limits: all ValueErrors
+            self.broken = True
+            out.append(Violation(INVALID_REQUEST, f"not msgpack-rpc: {type(e).__name__}"))
+            return False
+        return True
+
+
+def classify(obj: Any) -> Item:
+    """Turn one decoded msgpack object into a request, a notification or a violation."""
+    if type(obj) is not list or not obj or type(obj[0]) is not int:
+        return Violation(INVALID_REQUEST, "expected [0, msgid, method, params]")
+    kind, n = obj[0], len(obj)
+    if kind == REQUEST and n == 4:
+        msgid, method = obj[1], obj[2]
+        if type(msgid) is not int or not 0 <= msgid <= MAX_MSGID:
+            return Violation(INVALID_REQUEST, "msgid must be a uint32")
+        name = _method(method)
+        if name is None:
+            return Violation(INVALID_REQUEST, "method must be a string", msgid)
+        return Request(msgid, name, obj[3])
+    if kind == NOTIFICATION and n == 3:
+        name = _method(obj[1])
+        if name is None:
+            return Violation(INVALID_REQUEST, "method must be a string")
+        return Notification(name, obj[2])
+    return Violation(INVALID_REQUEST, "expected [0, msgid, method, params] or [2, method, params]")
+
+
+def _method(m: Any) -> str | None:
+    if type(m) is str:
+        return m if len(m) <= 64 else None
+    if type(m) is bytes and len(m) <= 64:  # old clients send the method as raw bytes
+        try:
+            return m.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+class RpcEncoder:
+    """Response encoder; one per connection (the packer is reused, not thread-safe)."""
+
+    __slots__ = ("_pack", "_packer", "_plain", "_prefix", "_pong")
+
+    def __init__(self) -> None:
+        self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+        self._pack = self._packer.pack
+        self._prefix: dict[Reason, bytes] = {}
+        self._plain: dict[Reason, bytes] = {}
+        for r in Reason:
+            v = VERDICT_OF[r]
+            head = b"\x84" + b"".join(msgpack.packb(x) for x in (
+                "verdict", v.name, "status", v.status, "reason", r.value, "deadline"))  # fmt: skip
+            self._prefix[r] = head
+            self._plain[r] = head + b"\xc0"
+        self._pong = b"\xc0" + msgpack.packb("pong")
+
+    def result(self, d: Decision) -> bytes:
+        """The packed result map ``{"verdict", "status", "reason", "deadline"}`` of a decision."""
+        dl = d.deadline
+        if dl is None:
+            return self._plain[d.reason]
+        return self._prefix[d.reason] + self._pack(dl)
+
+    def ok(self, msgid: int, result: bytes) -> bytes:
+        """``[1, msgid, nil, result]`` around an already packed result."""
+        return b"\x94\x01" + self._pack(msgid) + b"\xc0" + result
+
+    def ok_list(self, msgid: int, results: list[bytes]) -> bytes:
+        """``[1, msgid, nil, [results...]]`` around already packed results."""
+        return b"".join((b"\x94\x01", self._pack(msgid), b"\xc0", self._packer.pack_array_header(len(results)),
+                         *results))
+
+    def pong(self, msgid: int) -> bytes:
+        """The answer to ``ping``."""
+        return b"\x94\x01" + self._pack(msgid) + self._pong
+
+    def error(self, msgid: int | None, code: str, message: str) -> bytes:
+        """``[1, msgid, {"code", "message"}, nil]``; msgid nil when the request had none usable."""
+        return self._pack([RESPONSE, msgid, {"code": code, "message": message[:512]}, None])
+
+
+def encode_request(msgid: int, method: str, params: Any) -> bytes:
+    """A request's bytes (for clients, tests and benchmarks)."""
+    return msgpack.packb([REQUEST, msgid, method, params], use_bin_type=True)  # type: ignore[no-any-return]

@@ -1,0 +1,123 @@
+"""`eir replay` / `eir check` end to end: rows in, one decision per row out, bad rows reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from eir.cli import main
+from eir.snapshot import build_snapshot
+from tests.conftest import RULES_DIR, write_jsonl
+from tests.test_decide import CLONED_1, OTHER, OWNED_1, OWNER, REGISTRY, UNREG
+
+CSV = f"""time,imei,msisdn,slot,imsi
+2026-11-01T00:00:00Z,{OWNED_1},{OWNER},1,
+2026-11-01T00:10:00+03:30,{OWNED_1},+989122222222,,
+1793491800,{CLONED_1},{OTHER},2,
+not-a-time,{OWNED_1},{OWNER},1,
+2026-11-01T01:00:00Z,{OWNED_1},12ab,1,
+2026-11-01T01:00:00Z,1234,{OWNER},1,
+2026-11-01T01:00:00Z,{OWNED_1},,1,432119999999999
+2026-11-01T02:00:00Z,{UNREG},{OTHER},1,
+2026-12-01T02:00:00Z,{UNREG},{OTHER},1,
+"""
+
+
+@pytest.fixture
+def snap(tmp_path: Path) -> Path:
+    out = tmp_path / "s.snap"
+    build_snapshot([write_jsonl(tmp_path / "r.jsonl", REGISTRY)], out, skip_invalid=False)
+    return out
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def rows(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def test_replay_csv(tmp_path: Path, snap: Path) -> None:
+    log = tmp_path / "a.csv"
+    log.write_text(CSV, encoding="utf-8")
+    out, events = tmp_path / "d.jsonl", tmp_path / "e.jsonl"
+    r = run("replay", str(log), "--snapshot", str(snap), "--rules", str(RULES_DIR / "default.toml"),
+            "--out", str(out), "--events", str(events), "--no-progress")
+    assert r.exit_code == 0, r.output
+    d = rows(out)
+    assert [x["reason"] for x in d] == ["OWNER", "REGISTERED", "CLONE_GRACE", "MALFORMED_IMEI", "OWNER",
+                                        "TRAVELER_ALLOWANCE", "ALLOWANCE_EXPIRED"]
+    assert d[0] == {"time": "2026-11-01T00:00:00Z", "imei": OWNED_1, "msisdn": "989121111111", "slot": 1,
+                    "verdict": "ALLOW", "status": "WHITELISTED", "reason": "OWNER", "deadline": None}
+    assert d[1]["time"] == "2026-10-31T20:40:00Z" and d[1]["slot"] == 1
+    assert d[2]["deadline"] == "2026-12-01T00:10:00Z" and d[2]["status"] == "GREYLISTED"
+    assert d[3]["imei"] == "1234" and d[3]["status"] == "BLACKLISTED"
+    assert d[4]["msisdn"] == "989121111111"  # from the IMSI
+    assert [e["type"] for e in rows(events)] == ["CLONE_GRACE_STARTED", "TRAVELER_ALLOWANCE_STARTED",
+                                                  "ALLOWANCE_EXPIRED"]
+    assert f"{log}:5: time: not ISO 8601" in r.stderr and f"{log}:6: msisdn" in r.stderr
+    assert "bad rows" in r.stdout and "CLONE_GRACE" in r.stdout and "subscribers warned" in r.stdout
+
+
+def test_replay_jsonl_and_strict(tmp_path: Path, snap: Path) -> None:
+    log = tmp_path / "a.jsonl"
+    log.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in [
+        {"time": "2026-11-01T00:00:00Z", "imei": OWNED_1, "msisdn": OWNER, "slot": 2},
+        {"time": 1793491800, "imei": OWNED_1},
+        {"imei": OWNED_1, "msisdn": OWNER},
+        [1, 2],
+    ]) + b"{not json\n")
+    out = tmp_path / "d.jsonl"
+    rules = str(RULES_DIR / "default.toml")
+    r = run("replay", str(log), "--snapshot", str(snap), "--rules", rules, "--out", str(out))
+    assert r.exit_code == 0
+    assert [(x["reason"], x["slot"], x["msisdn"]) for x in rows(out)] == [("OWNER", 2, "989121111111"),
+                                                                        ("REGISTERED", 1, None)]
+    assert ":3: missing time" in r.stderr and ":4: not a JSON object" in r.stderr and ":5: not JSON" in r.stderr
+    r = run("replay", str(log), "--snapshot", str(snap), "--rules", rules, "--strict")
+    assert r.exit_code == 1 and ":3: missing time (--strict)" in r.stderr
+
+
+def test_replay_refuses_bad_inputs(tmp_path: Path, snap: Path) -> None:
+    log = tmp_path / "a.csv"
+    log.write_text("when,imei\n1,2\n", encoding="utf-8")
+    rules = str(RULES_DIR / "default.toml")
+    r = run("replay", str(log), "--snapshot", str(snap), "--rules", rules)
+    assert r.exit_code == 1 and "lacks column 'time'" in r.stderr
+    bad_snap = tmp_path / "bad.snap"
+    bad_snap.write_bytes(snap.read_bytes()[:-10])
+    log.write_text(CSV, encoding="utf-8")
+    r = run("replay", str(log), "--snapshot", str(bad_snap), "--rules", rules)
+    assert r.exit_code == 1 and "Error" in r.stderr
+
+
+def test_compare_reports_what_changes(tmp_path: Path, snap: Path) -> None:
+    log = tmp_path / "a.csv"
+    log.write_text(CSV, encoding="utf-8")
+    js = tmp_path / "cmp.json"
+    r = run("replay", str(log), "--snapshot", str(snap), "--rules", str(RULES_DIR / "default.toml"),
+            "--compare", str(RULES_DIR / "strict.toml"), "--summary-json", str(js))
+    assert r.exit_code == 0, r.output
+    assert "| REGISTERED | OWNERSHIP_GRACE | 1 | 1 |" in r.stdout
+    c = orjson.loads(js.read_bytes())
+    assert c["changed_attaches"] == 1 and c["changed_subscribers"] == 1 and c["attaches"] == 7
+    assert c["transitions"] == [{"from": "REGISTERED", "to": "OWNERSHIP_GRACE", "attaches": 1, "subscribers": 1}]
+
+
+def test_check_command(snap: Path) -> None:
+    r = run("check", "--snapshot", str(snap), "--rules", str(RULES_DIR / "strict.toml"), "--imei", OWNED_1,
+            "--msisdn", OTHER, "--time", "2026-11-01T00:00:00Z")
+    assert r.exit_code == 0
+    d = orjson.loads(r.stdout)
+    assert (d["verdict"], d["reason"], d["deadline"]) == ("WARN", "OWNERSHIP_GRACE", "2026-12-01T00:00:00Z")
+    assert d["events"][0]["type"] == "OWNERSHIP_GRACE_STARTED"
+    r = run("check", "--snapshot", str(snap), "--rules", str(RULES_DIR / "strict.toml"), "--imei", OWNED_1,
+            "--msisdn", "abc")
+    assert r.exit_code == 2 and "msisdn" in r.stderr
+
+
