@@ -130,19 +130,17 @@ def _registry(work: Path, devices: int, seed: int) -> tuple[Path, str]:
 
 def _probe(code: str, *args: str) -> dict[str, Any]:
     env = dict(os.environ, PYTHONHASHSEED="0")
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False, env=env
-    )
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"probe failed:\n{proc.stderr}")
     result: dict[str, Any] = orjson.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
 
-def run(devices: int, seed: int, work: Path) -> dict[str, Any]:
-    """Generate, build, load three times; return the measurements."""
+def run(devices: int, seed: int, work: Path, registry: Path | None = None) -> dict[str, Any]:
+    """Generate (unless ``registry`` is given), build, load three times; return the measurements."""
     t0 = time.perf_counter()
-    registry, source = _registry(work, devices, seed)
+    registry, source = (registry, "given") if registry else _registry(work, devices, seed)
     gen_s = time.perf_counter() - t0
     snap = work / "registry.eirsnap"
     built = _probe(_BUILD_PROBE, str(registry), str(snap))
@@ -178,13 +176,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("snapshot_bench.json"))
     parser.add_argument("--workdir", type=Path, help="keep the generated files here (default: a temp dir)")
+    parser.add_argument("--registry", type=Path, help="use this registry JSONL instead of generating one")
     args = parser.parse_args(argv)
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        result = run(args.devices, args.seed, args.workdir)
+        result = run(args.devices, args.seed, args.workdir, args.registry)
     else:
         with tempfile.TemporaryDirectory(prefix="eir-snapbench-") as tmp:
-            result = run(args.devices, args.seed, Path(tmp))
+            result = run(args.devices, args.seed, Path(tmp), args.registry)
     args.out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
 

@@ -26,7 +26,7 @@ from eir.model import (
     Switchback,
     WindowStart,
 )
-from eir.state import StateView
+from eir.state import History, StateView
 
 if TYPE_CHECKING:
     from eir.index import Index
@@ -42,6 +42,8 @@ _OWNER: Final = CONST[Reason.OWNER]
 _OPERATOR_SIM: Final = CONST[Reason.OPERATOR_SIM]
 _PRE_REGISTRY_USER: Final = CONST[Reason.PRE_REGISTRY_USER]
 _REGISTERED: Final = CONST[Reason.REGISTERED]
+# The common path allocates no effect list; this shared one is only ever read.
+_NO_FX: Final[list[Effect]] = []
 
 # Per grace kind: (WARN reason, DENY reason, started event, blocked event).
 _GRACE: Final = {
@@ -56,7 +58,6 @@ def decide(q: Query, idx: Index, r: RuleSet, st: StateView) -> Decision:
     imei = q.imei
     if imei < 0:
         return _MALFORMED
-    sub = q.msisdn
     code = idx.lookup(imei)
     dev = (code >> 1) - 1 if code else -1
     flags = idx.flags[dev] if dev >= 0 else 0
@@ -67,14 +68,19 @@ def decide(q: Query, idx: Index, r: RuleSet, st: StateView) -> Decision:
     if dev < 0:
         return _traveler(q, idx, r, st)
 
-    fx: list[Effect] = []
+    sub = q.msisdn
+    fx: list[Effect] = _NO_FX
     cloned = bool(flags & CLONED)
     if not cloned:
-        det = st.detection(imei)
+        det = st.detections.get(imei)
         if det is not None and det.enforced:
             cloned = True
         elif r.clone_detect and sub and not q.roamer:
-            cloned = _detect_clone(q, r, st, fx)
+            h = st.histories.get(imei)
+            # Only an attach by someone other than the previous subscriber can be a switch-back.
+            if h is not None and h.last_msisdn and h.last_msisdn != sub:
+                fx = []
+                cloned = _detect_clone(q, h, r, st, fx)
 
     owner = idx.owner[dev]
     if cloned:
@@ -85,7 +91,7 @@ def decide(q: Query, idx: Index, r: RuleSet, st: StateView) -> Decision:
         if (not owner and flags & ORIGIN_MASK == ORIGIN_PRE_REGISTRY and flags & HAS_PRE_REGISTRY_USERS
                 and sub and idx.is_pre_registry_user(dev, sub)):
             return _allowed(_PRE_REGISTRY_USER, q, st, fx)
-        return _grace(GraceKind.CLONE, r.clone_grace_s, q, r, st, fx)
+        return _grace(GraceKind.CLONE, r.clone_grace_s, q, r, st, _writable(fx))
     if owner:
         if sub == owner:
             return _allowed(_OWNER, q, st, fx)
@@ -93,10 +99,15 @@ def decide(q: Query, idx: Index, r: RuleSet, st: StateView) -> Decision:
             return _allowed(_REGISTERED, q, st, fx)
         if sub and flags & HAS_OPERATOR_SIMS and idx.operator_sim(dev, q.slot) == sub:
             return _allowed(_OPERATOR_SIM, q, st, fx)
-        return _grace(GraceKind.OWNERSHIP, r.ownership_grace_s, q, r, st, fx)
+        return _grace(GraceKind.OWNERSHIP, r.ownership_grace_s, q, r, st, _writable(fx))
     if flags & ORIGIN_MASK == ORIGIN_PRE_REGISTRY:
         return _allowed(_REGISTERED, q, st, fx)
-    return _activation(q, idx.device_key(dev), r, st, fx)
+    return _activation(q, idx.device_key(dev), r, st, _writable(fx))
+
+
+def _writable(fx: list[Effect]) -> list[Effect]:
+    # The shared empty list must never be appended to: rare paths get their own.
+    return [] if fx is _NO_FX else fx
 
 
 def _blocked(q: Query, st: StateView) -> Decision:
@@ -112,20 +123,18 @@ def _blocked(q: Query, st: StateView) -> Decision:
 def _allowed(d: Decision, q: Query, st: StateView, fx: list[Effect]) -> Decision:
     """An ALLOW; drops the subscriber's grace records on this IMEI (a later restriction starts afresh)."""
     sub = q.msisdn
-    if sub and st.has_graces(q.imei) and (st.grace(q.imei, sub, GraceKind.CLONE) is not None
-                                           or st.grace(q.imei, sub, GraceKind.OWNERSHIP) is not None):
-        fx.append(GracesDrop(q.imei, sub))
+    if sub and q.imei in st.grace_imeis and (st.grace(q.imei, sub, GraceKind.CLONE) is not None
+                                             or st.grace(q.imei, sub, GraceKind.OWNERSHIP) is not None):
+        return Decision(d.reason, None, (*fx, GracesDrop(q.imei, sub)))
     if fx:
         return Decision(d.reason, None, tuple(fx))
     return d
 
 
-def _detect_clone(q: Query, r: RuleSet, st: StateView, fx: list[Effect]) -> bool:
-    """§4.1: is this attach a switch-back, and does it reach the detection threshold?"""
-    h = st.history(q.imei)
+def _detect_clone(q: Query, h: History, r: RuleSet, st: StateView, fx: list[Effect]) -> bool:
+    """§4.1: is this attach (by someone other than the previous subscriber) a switch-back, and does it
+    reach the detection threshold?"""
     sub, t = q.msisdn, q.time
-    if h is None or not h.last_msisdn or h.last_msisdn == sub:
-        return False
     since = t - r.clone_window_s
     mine = h.last_seen(sub)
     if not mine or mine <= since:

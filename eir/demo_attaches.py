@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Final
 
 from eir.demo_registry import (
+    BASE_EPOCH,
     DAY,
     PERIOD,
     PERIOD_DAYS,
@@ -30,7 +31,7 @@ from eir.identifiers import luhn_check_digit
 CSV_HEADER: Final = "time,imei,msisdn,slot,imsi\n"
 #: Asia/Tehran is UTC+03:30 all year (no daylight saving since 2022).
 TEHRAN_OFFSET: Final = 12_600
-_BASE_DAY: Final = 1_790_812_800 // DAY
+_BASE_DAY: Final = BASE_EPOCH // DAY
 #: Relative attach traffic per hour of the day, Tehran time: evening peak, a trough at 3-5 am.
 HOUR_WEIGHTS: Final = (
     4.0, 2.5, 1.5, 0.8, 0.7, 1.0, 2.0, 4.0, 5.5, 6.0, 6.0, 6.0,
@@ -50,39 +51,42 @@ class AttachBuckets:
     """
 
     def __init__(self, spill_dir: Path | None = None, flush_at: int = 8192) -> None:
-        self._lines: list[list[str]] = [[] for _ in range(PERIOD_DAYS)]
+        #: Pending lines per day (a producer may append to ``days[d]`` and call :meth:`spill` itself).
+        self.days: list[list[str]] = [[] for _ in range(PERIOD_DAYS)]
+        #: ``"HH:MM:SSZ,"`` per second of the day.
+        self.time_prefix = tuple(tod + "," for tod in time_of_day_table())
+        #: Spill a day's lines to disk from this many on (never without ``spill_dir``).
+        self.flush_at = flush_at if spill_dir is not None else 1 << 62
         self._dir = spill_dir
-        self._files: dict[int, IO[str]] = {}
-        self._flush_at = flush_at
-        self._tod = time_of_day_table()
-        self.rows = 0
+        self._spilled_days: set[int] = set()
 
-    def add(self, t: int, imei: str, msisdn: str, slot: str, imsi: str) -> None:
-        """Add one row at ``t`` seconds after the period start."""
+    def put(self, t: int, rest: str) -> None:
+        """Add one row at ``t`` seconds after the period start; ``rest`` is ``imei,msisdn,slot,imsi\n``."""
         if not 0 <= t < PERIOD:
             raise ValueError(f"attach time outside the demo period: {t}")
         day, sec = divmod(t, DAY)
-        bucket = self._lines[day]
-        bucket.append(f"{self._tod[sec]},{imei},{msisdn},{slot},{imsi}\n")
-        self.rows += 1
-        if self._dir is not None and len(bucket) >= self._flush_at:
-            self._spill(day)
+        bucket = self.days[day]
+        bucket.append(self.time_prefix[sec] + rest)
+        if len(bucket) >= self.flush_at:
+            self.spill(day)
 
-    def _spill(self, day: int) -> None:
+    def spill(self, day: int) -> None:
+        """Append a day's pending lines to its spill file."""
+        with open(self._path(day), "a", encoding="ascii", newline="") as f:
+            f.write("".join(self.days[day]))
+        self._spilled_days.add(day)
+        self.days[day] = []
+
+    def _path(self, day: int) -> Path:
         assert self._dir is not None
-        f = self._files.get(day)
-        if f is None:
-            f = self._files[day] = open(self._dir / f"day-{day:02d}.part", "w", encoding="ascii", newline="")
-        f.write("".join(self._lines[day]))
-        self._lines[day] = []
+        return self._dir / f"attaches-day-{day:02d}.part"
 
     def _day_lines(self, day: int) -> list[str]:
-        lines = self._lines[day]
-        self._lines[day] = []
-        f = self._files.pop(day, None)
-        if f is not None:
-            f.close()
-            path = Path(f.name)
+        lines = self.days[day]
+        self.days[day] = []
+        if day in self._spilled_days:
+            self._spilled_days.discard(day)
+            path = self._path(day)
             with open(path, encoding="ascii", newline="") as spilled:
                 lines.extend(spilled)
             path.unlink()
@@ -101,12 +105,6 @@ class AttachBuckets:
             if lines:
                 out.write(prefix + prefix.join(lines))
 
-    def close(self) -> None:
-        """Close (and leave for the caller to delete) any spill file still open."""
-        for f in self._files.values():
-            f.close()
-        self._files.clear()
-
 
 class Traffic:
     """Generates the attach rows of scenes, with the identifier variety of real attach logs."""
@@ -114,13 +112,18 @@ class Traffic:
     def __init__(self, seed: int, mix: DemoMix, buckets: AttachBuckets) -> None:
         rng = random.Random(f"eir-demo/traffic/{seed}")
         self._rand = rng.random
-        self._add = buckets.add
+        self._put = buckets.put
+        self._days = buckets.days
+        self._time_prefix = buckets.time_prefix
+        self._flush_at = buckets.flush_at
+        self._spill = buckets.spill
         self._imsi_only = mix.imsi_only_rows
         total = sum(HOUR_WEIGHTS)
         self._hour_cum = [sum(HOUR_WEIGHTS[: h + 1]) / total for h in range(24)]
         self._hour_cum[-1] = 1.0
-        self.rows_by_population: dict[str, int] = {k.label: 0 for k in Kind}
-        self.rows_by_population["malformed"] = 0
+        #: Rows generated, indexed by :class:`Kind`.
+        self.rows_by_kind = [0] * len(Kind)
+        self.malformed_rows = 0
         self.imsi_only_rows = 0
         self._scenarios: dict[Kind, Callable[[Scene, int], None]] = {
             Kind.OWNED: self._owned,
@@ -137,7 +140,11 @@ class Traffic:
         if not scene.users:
             raise ValueError(f"{scene.kind.label} scene without users cannot attach")
         self._scenarios.get(scene.kind, self._sequential)(scene, count)
-        self.rows_by_population[scene.kind.label] += count
+        self.rows_by_kind[scene.kind] += count
+
+    def rows_by_population(self) -> dict[str, int]:
+        """Rows generated per population label, and ``malformed``."""
+        return {**{kind.label: self.rows_by_kind[kind] for kind in Kind}, "malformed": self.malformed_rows}
 
     # -- time ----------------------------------------------------------------------------------------
 
@@ -150,28 +157,42 @@ class Traffic:
         days = (hi - 1 + TEHRAN_OFFSET) // DAY - first + 1
         cum = self._hour_cum
         for _ in range(8):
-            day = first + int(rand() * days)
-            if day % 7 == 1 and rand() < 0.2:  # local day 0 is a Thursday: Fridays are quieter
+            u = rand() * days
+            day = int(u)
+            if (first + day) % 7 == 1 and rand() < 0.2:  # local day 0 is a Thursday: Fridays are quieter
                 continue
-            t = day * DAY + bisect(cum, rand()) * 3600 + int(rand() * 3600) - TEHRAN_OFFSET
+            t = (first + day) * DAY + bisect(cum, u - day) * 3600 + int(rand() * 3600) - TEHRAN_OFFSET
             if lo <= t < hi:
                 return t
         return lo + int(rand() * (hi - lo))
 
     def spread(self, n: int, lo: int, hi: int) -> list[int]:
-        """``n`` sorted diurnal instants in ``[lo, hi)``."""
-        at = self.at
-        return sorted([at(lo, hi) for _ in range(n)])
+        """``n`` sorted diurnal instants in ``[lo, hi)`` (:meth:`at`, inlined for speed)."""
+        if hi - lo < 6 * 3600:
+            return sorted([self.at(lo, hi) for _ in range(n)])
+        rand, cum, at = self._rand, self._hour_cum, self.at
+        first = (lo + TEHRAN_OFFSET) // DAY
+        days = (hi - 1 + TEHRAN_OFFSET) // DAY - first + 1
+        base = first * DAY - TEHRAN_OFFSET
+        out = []
+        for _ in range(n):
+            u = rand() * days
+            day = int(u)
+            t = base + day * DAY + bisect(cum, u - day) * 3600 + int(rand() * 3600)
+            if lo <= t < hi and ((first + day) % 7 != 1 or rand() >= 0.2):
+                out.append(t)
+            else:
+                out.append(at(lo, hi))
+        out.sort()
+        return out
 
     # -- identifiers ---------------------------------------------------------------------------------
 
-    def _imei(self, imei15: str) -> str:
-        r = self._rand()
-        if r < 0.84:
-            return imei15
+    def _imei(self, r: float, imei15: str) -> str:
+        """The IMEI as some network element spells it (``r`` uniform in 0.84 .. 1)."""
         if r < 0.89:
             return imei15[:14]
-        sv = f"{int(imei15[11:14]) % 37 + 1:02d}"  # a device's software version number, stable
+        sv = str(int(imei15[11:14]) % 37 + 1).zfill(2)  # a device's software version number, stable
         if r < 0.955:
             return imei15[:14] + sv
         if r < 0.985:
@@ -179,27 +200,34 @@ class Traffic:
         return "imeisv-" + imei15[:14] + sv
 
     def emit(self, t: int, imei15: str, person: Person, slot: str) -> None:
-        """One row of ``person`` on ``imei15``; the identifiers in one of their real-world spellings."""
+        """One row of ``person`` on ``imei15``; the identifiers in one of their real-world spellings.
+
+        ``slot`` empty means slot 1 of a single-IMEI device (written as ``1`` or left empty).
+        """
+        if not 0 <= t < PERIOD:
+            raise ValueError(f"attach time outside the demo period: {t}")
         rand = self._rand
         r = rand()
+        imei = imei15 if r < 0.84 else self._imei(r, imei15)
+        if not slot and r < 0.42:  # single-SIM devices: some network elements say slot 1, some nothing
+            slot = "1"
+        r = rand()
         if person.home:
-            if person.has_record and r < self._imsi_only:
+            if r < self._imsi_only and person.has_record:
                 msisdn, imsi = "", person.imsi
                 self.imsi_only_rows += 1
             else:
-                msisdn, imsi = _home_spelling(rand(), person.nsn), ""
+                msisdn, imsi = _home_spelling(r, person.nsn), ""
         elif r < 0.1:
             msisdn, imsi = "", person.imsi
             self.imsi_only_rows += 1
         else:
-            msisdn = _foreign_spelling(rand(), person.nsn)
-            imsi = person.imsi if r < 0.55 else ""
-        self._add(t, self._imei(imei15), msisdn, slot, imsi)
-
-    def _slot1(self, scene: Scene) -> str:
-        if len(scene.imeis) > 1:
-            return "1"
-        return "" if self._rand() < 0.5 else "1"
+            msisdn, imsi = _foreign_spelling(rand(), person.nsn), person.imsi if r < 0.55 else ""
+        day, sec = divmod(t, DAY)
+        bucket = self._days[day]
+        bucket.append(f"{self._time_prefix[sec]}{imei},{msisdn},{slot},{imsi}\n")
+        if len(bucket) >= self._flush_at:
+            self._spill(day)
 
     # -- scenarios -----------------------------------------------------------------------------------
 
@@ -207,11 +235,12 @@ class Traffic:
         """The owner on slot 1; their second SIM (if any) on slot 2 with the second IMEI."""
         rand = self._rand
         owner, second, imei1 = scene.users[0], scene.second, scene.imeis[0]
+        s1 = _slot1(scene)
         for t in self.spread(n, 0, PERIOD):
             if second is not None and rand() < 0.35:
                 self.emit(t, scene.imeis[1], second, "2")
             else:
-                self.emit(t, imei1, owner, self._slot1(scene))
+                self.emit(t, imei1, owner, s1)
 
     def _times(self, scene: Scene, n: int) -> list[int]:
         lo, hi = scene.start, scene.end
@@ -226,56 +255,60 @@ class Traffic:
         """Users take turns (``users[i]`` from ``marks[i-1]`` on); a foreign/second SIM on slot 2."""
         rand = self._rand
         users, marks, second, imei1 = scene.users, scene.marks, scene.second, scene.imeis[0]
+        s1 = _slot1(scene)
         for t in self._times(scene, n):
             if second is not None and rand() < 0.3:
                 self.emit(t, scene.imeis[1], second, "2")
             else:
-                self.emit(t, imei1, users[bisect(marks, t)], self._slot1(scene))
+                self.emit(t, imei1, users[bisect(marks, t)], s1)
 
     def _mixed(self, scene: Scene, n: int) -> None:
         """A registry-flagged clone: legitimate users and forgers all along; forgers' cheap clones report
         the first IMEI on either slot."""
         rand = self._rand
         legit, forgers, second, imei1 = scene.users, scene.others, scene.second, scene.imeis[0]
+        s1 = _slot1(scene)
         dual = len(scene.imeis) > 1
         for t in self.spread(n, 0, PERIOD):
             r = rand()
             if second is not None and r < 0.2:
                 self.emit(t, scene.imeis[1], second, "2")
             elif r < 0.55:
-                self.emit(t, imei1, legit[int(rand() * len(legit))], self._slot1(scene))
+                self.emit(t, imei1, legit[int(rand() * len(legit))], s1)
             else:
-                slot = "2" if dual and rand() < 0.3 else self._slot1(scene)
+                slot = "2" if dual and rand() < 0.3 else s1
                 self.emit(t, imei1, forgers[int(rand() * len(forgers))], slot)
 
     def _simultaneous_clone(self, scene: Scene, n: int) -> None:
         """Owner alone, then a burst A B A B ... within 20 hours (two switch-backs), then both."""
         rand = self._rand
         owner, forgers, imei1 = scene.users[0], scene.others, scene.imeis[0]
+        s1 = _slot1(scene)
         burst_n = min(n, 4 + int(rand() * 3))
         offsets = sorted(int(rand() * 20 * 3600) for _ in range(burst_n))
         burst = [scene.mark + off + i for i, off in enumerate(offsets)]
         for i, t in enumerate(burst):
-            self.emit(t, imei1, owner if i % 2 == 0 else forgers[0], self._slot1(scene))
+            self.emit(t, imei1, owner if i % 2 == 0 else forgers[0], s1)
         rest = n - burst_n
         before = round(rest * scene.mark / PERIOD)
         for t in self.spread(before, 0, scene.mark - 3600):
-            self.emit(t, imei1, owner, self._slot1(scene))
+            self.emit(t, imei1, owner, s1)
         for t in self.spread(rest - before, burst[-1] + 60, PERIOD):
             user = owner if rand() < 0.45 else forgers[int(rand() * len(forgers))]
-            self.emit(t, imei1, user, self._slot1(scene))
+            self.emit(t, imei1, user, s1)
 
     def _lend_and_return(self, scene: Scene, n: int) -> None:
         """The owner lends the phone once for a few hours (A B A: one switch-back, not a clone)."""
         owner, imei1 = scene.users[0], scene.imeis[0]
+        s1 = _slot1(scene)
         if n >= 3:
             back = 1200 + int(self._rand() * 5 * 3600)
-            self.emit(scene.mark - 1200 - int(self._rand() * 5 * 3600), imei1, owner, self._slot1(scene))
-            self.emit(scene.mark, imei1, scene.others[0], self._slot1(scene))
-            self.emit(scene.mark + back, imei1, owner, self._slot1(scene))
+            self.emit(scene.mark - 1200 - int(self._rand() * 5 * 3600), imei1, owner, s1)
+            self.emit(scene.mark, imei1, scene.others[0], s1)
+            self.emit(scene.mark + back, imei1, owner, s1)
             n -= 3
         for t in self.spread(n, 0, PERIOD):
-            self.emit(t, imei1, owner, self._slot1(scene))
+            self.emit(t, imei1, owner, s1)
 
     def malformed(self, n: int, people: list[Person]) -> None:
         """``n`` rows with a malformed IMEI (bad Luhn, short, all zeros, letters, too long, empty)."""
@@ -295,18 +328,23 @@ class Traffic:
             else:
                 imei = "" if rand() < 0.3 else core + f"{int(rand() * 1000):03d}"
             person = people[int(rand() * len(people))]
-            self._add(self.at(0, PERIOD), imei, _home_spelling(rand(), person.nsn), "", "")
-        self.rows_by_population["malformed"] += n
+            self._put(self.at(0, PERIOD), f"{imei},{_home_spelling(rand(), person.nsn)},,\n")
+        self.malformed_rows += n
+
+
+def _slot1(scene: Scene) -> str:
+    """Slot text of slot 1: ``1`` on dual-IMEI devices, empty (written either way) on single ones."""
+    return "1" if len(scene.imeis) > 1 else ""
 
 
 def _home_spelling(r: float, nsn: str) -> str:
-    if r < 0.60:
+    if r < 0.62:
         return "98" + nsn
-    if r < 0.75:
+    if r < 0.77:
         return "0" + nsn
-    if r < 0.80:
+    if r < 0.82:
         return nsn
-    if r < 0.92:
+    if r < 0.93:
         return "+98" + nsn
     return "0098" + nsn
 

@@ -34,7 +34,7 @@ class Kind(IntEnum):
     """One planned entity of the demo world: a registry device (first 11) or an off-registry actor."""
 
     OWNED = 0
-    SHARED = 1
+    NON_OWNER = 1
     FLAGGED_CLONE = 2
     SIMULTANEOUS_CLONE = 3
     LEND_AND_RETURN = 4
@@ -150,8 +150,11 @@ BLACKLIST_REASONS: Final = (("stolen", 40), ("illegal", 35), ("lost", 15), ("cou
 _ORIGINS_UNACTIVATED: Final = (("import", 60), ("traveler", 25), ("repair", 15))
 
 _SERIAL_UNITS: Final = 500_000  # a device takes two consecutive serials: 2u and 2u + 1
-_SINCE_LO: Final = BASE_EPOCH - 17 * 365 * DAY
-_OWNER_SINCE_LO: Final = 1_546_300_800  # 2019-01-01, the registry's first months
+_BASE_DAY: Final = BASE_EPOCH // DAY
+#: Subscriber ``since``: 2009-10 .. 40 days before the log; ``owner_since``: 2019-01-01 (pre-registry
+#: devices; the registry's first months) or the last four years (imports) .. the day before the log.
+_SINCE_DAYS: Final = (_BASE_DAY - 17 * 365, _BASE_DAY - 40)
+_OWNER_SINCE_DAYS: Final = {True: (17_897, _BASE_DAY - 1), False: (_BASE_DAY - 4 * 365, _BASE_DAY - 1)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +206,7 @@ class DemoMix:
         """Fraction of the devices for each device kind except :attr:`Kind.OWNED` (the remainder)."""
         unact = self.unactivated
         return {
-            Kind.SHARED: self.non_owner_users,
+            Kind.NON_OWNER: self.non_owner_users,
             Kind.FLAGGED_CLONE: self.flagged_clones,
             Kind.SIMULTANEOUS_CLONE: self.simultaneous_clones,
             Kind.LEND_AND_RETURN: self.lend_and_return,
@@ -242,6 +245,12 @@ def iso_utc(epoch: int) -> str:
     """ISO 8601 UTC text with ``Z`` of epoch seconds."""
     day, sec = divmod(epoch, DAY)
     return f"{day_text(day)}T{time_of_day_table()[sec]}"
+
+
+@cache
+def midnights(first_day: int, last_day: int) -> tuple[str, ...]:
+    """``YYYY-MM-DDT00:00:00Z`` of the days ``first_day .. last_day - 1`` (days since 1970-01-01)."""
+    return tuple(f"{day_text(day)}T00:00:00Z" for day in range(first_day, last_day))
 
 
 @cache
@@ -285,6 +294,7 @@ class ImeiAllocator:
         self._mul = [rng.randrange(100_000, 499_999) // 10 * 10 + rng.choice((1, 3, 7, 9)) for _ in TACS]
         self._add = [rng.randrange(_SERIAL_UNITS) for _ in TACS]
         self._tac_sum = [_tac_luhn_sum(t.tac) for t in TACS]
+        self._tacs = [t.tac for t in TACS]
         self._cums: dict[tuple[bool, bool], tuple[list[int], list[float]]] = {}
         for foreign in (False, True):
             for dual in (False, True):
@@ -301,7 +311,7 @@ class ImeiAllocator:
         """The 15-digit IMEI (with its Luhn check digit) of a TAC and a serial."""
         high, low = _luhn_tables()
         total = self._tac_sum[tac_index] + high[serial // 1000] + low[serial % 1000]
-        return f"{TACS[tac_index].tac}{serial:06d}{(10 - total % 10) % 10}"
+        return self._tacs[tac_index] + str(serial).zfill(6) + str((10 - total % 10) % 10)
 
     def allocate(self, tac_index: int, count: int) -> tuple[int, list[str]]:
         """``count`` (1 or 2) IMEIs with consecutive serials; moves to the next TAC when one is full."""
@@ -323,15 +333,30 @@ def national_id_check_digit(body9: str) -> int:
     return r if r < 2 else 11 - r
 
 
-@dataclass(frozen=True, slots=True)
+@cache
+def _national_id_tables() -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Weighted digit sums of the 3-digit groups of a national code body (weights 10..2)."""
+
+    def table(w: int) -> tuple[int, ...]:
+        return tuple(w * (x // 100) + (w - 1) * (x // 10 % 10) + (w - 2) * (x % 10) for x in range(1000))
+
+    return table(10), table(7), table(4)
+
+
 class Person:
     """A subscriber: home (``nsn`` = 10-digit national number) or roamer (``nsn`` = E.164 digits)."""
 
-    nsn: str
-    imsi: str
-    national_id: str
-    home: bool
-    has_record: bool
+    __slots__ = ("has_record", "home", "imsi", "national_id", "nsn")
+
+    def __init__(self, nsn: str, imsi: str, national_id: str, home: bool, has_record: bool) -> None:
+        self.nsn = nsn
+        self.imsi = imsi
+        self.national_id = national_id
+        self.home = home
+        self.has_record = has_record
+
+    def __repr__(self) -> str:
+        return f"Person({self.e164}, imsi={self.imsi}, national_id={self.national_id})"
 
     @property
     def e164(self) -> str:
@@ -351,6 +376,7 @@ class People:
         self._rand = rng.random
         self._mix = mix
         self._sink = sink
+        self._since = midnights(*_SINCE_DAYS)
         self._prefix_cum = _cumulative([w for _, _, w in HOME_PREFIXES])
         self._prefix_next = [0] * len(HOME_PREFIXES)
         self._prefix_add = [rng.randrange(10**7) for _ in HOME_PREFIXES]
@@ -366,49 +392,48 @@ class People:
 
     def new_national_id(self) -> str:
         """A fresh, valid 10-digit national code (leading zeros possible)."""
+        high, mid, low = _national_id_tables()
         while True:
-            body = f"{(self._nid_next * 387_420_489 + self._nid_add) % 10**9:09d}"
+            body = (self._nid_next * 387_420_489 + self._nid_add) % 10**9
             self._nid_next += 1
-            if body.count(body[0]) < 9:
-                return body + str(national_id_check_digit(body))
+            if body % 111_111_111:  # not nine times the same digit
+                r = (high[body // 1_000_000] + mid[body // 1000 % 1000] + low[body % 1000]) % 11
+                return str(body).zfill(9) + str(r if r < 2 else 11 - r)
 
     def home(self, national_id: str | None = None) -> Person:
-        """A new home subscriber; shares ``national_id`` when given (or, sometimes, the previous one's)."""
+        """A new home subscriber (with a new national id unless one is given)."""
         rand = self._rand
-        p = _weighted(rand, self._prefix_cum)
+        p = bisect(self._prefix_cum, rand())
         prefix, mnc, _ = HOME_PREFIXES[p]
         k = self._prefix_next[p]
         if k >= 10**7:
             raise ValueError(f"demo numbering plan exhausted for prefix 0{prefix}")
         self._prefix_next[p] = k + 1
-        local = f"{(k * 3_863_477 + self._prefix_add[p]) % 10**7:07d}"[::-1]
-        msin = (self._imsi_next * 7_368_787_397 + self._imsi_add) % 10**10
-        self._imsi_next += 1
+        local = str((k * 3_863_477 + self._prefix_add[p]) % 10**7).zfill(7)[::-1]
+        n = self._imsi_next
+        self._imsi_next = n + 1
+        imsi = "432" + mnc + str((n * 7_368_787_397 + self._imsi_add) % 10**10).zfill(10)
         if national_id is None:
             national_id = self.new_national_id()
-        person = Person(prefix + local, f"432{mnc}{msin:010d}", national_id, True, rand() < self._coverage)
+        person = Person(prefix + local, imsi, national_id, True, rand() < self._mix.subscriber_coverage)
         if person.has_record:
             self._write(person)
-        if len(self.recent) < 1024:
+        if n < 1024:
             self.recent.append(person)
         else:
-            self.recent[self._imsi_next % 1024] = person
+            self.recent[n % 1024] = person
         return person
 
-    @property
-    def _coverage(self) -> float:
-        return self._mix.subscriber_coverage
-
     def _write(self, person: Person) -> None:
-        since = _SINCE_LO + int(self._rand() * (BASE_EPOCH - 40 * DAY - _SINCE_LO))
+        rand = self._rand
         rec: Record = {
             "type": "subscriber",
-            "msisdn": person.e164,
+            "msisdn": "98" + person.nsn,
             "imsi": person.imsi,
             "national_id": person.national_id,
-            "since": iso_utc(since),
+            "since": self._since[int(rand() * len(self._since))],
         }
-        if self._rand() < self._mix.expired_subscribers:
+        if rand() < self._mix.expired_subscribers:
             rec["expired"] = True
             self.expired += 1
         self.subscribers += 1
@@ -459,7 +484,12 @@ class WorldStats:
     activation_codes: int = 0
     blacklist_records: int = 0
     traveler_entries: int = 0
-    populations: dict[str, int] = field(default_factory=lambda: {k.label: 0 for k in Kind})
+    #: Entities built, indexed by :class:`Kind`.
+    by_kind: list[int] = field(default_factory=lambda: [0] * len(Kind))
+
+    def populations(self) -> dict[str, int]:
+        """Entities built per population label."""
+        return {kind.label: self.by_kind[kind] for kind in Kind}
 
 
 class World:
@@ -479,7 +509,7 @@ class World:
         self._smuggler: Person | None = None
         self._builders: dict[Kind, Callable[[bool], Scene]] = {
             Kind.OWNED: self._owned,
-            Kind.SHARED: self._shared,
+            Kind.NON_OWNER: self._non_owner,
             Kind.FLAGGED_CLONE: self._flagged_clone,
             Kind.SIMULTANEOUS_CLONE: self._simultaneous_clone,
             Kind.LEND_AND_RETURN: self._lend_and_return,
@@ -508,7 +538,7 @@ class World:
         ``attaching`` tells the kinds that mostly stay silent (blocked phones) whether this one is used.
         """
         self._kind = kind
-        self.stats.populations[kind.label] += 1
+        self.stats.by_kind[kind] += 1
         return self._builders[kind](attaching)
 
     # -- helpers ------------------------------------------------------------------------------------
@@ -551,8 +581,8 @@ class World:
         tac, imeis = self._phone(foreign, dual)
         owner_since = None
         if owner is not None:
-            lo = _OWNER_SINCE_LO if origin == "pre_registry" else BASE_EPOCH - 4 * 365 * DAY
-            owner_since = iso_utc(self._between(lo, BASE_EPOCH - DAY))
+            days = midnights(*_OWNER_SINCE_DAYS[origin == "pre_registry"])
+            owner_since = days[int(self._rand() * len(days))]
             self.stats.owned += 1
         rec: Record = {
             "type": "device",
@@ -593,11 +623,11 @@ class World:
     def _owned(self, attaching: bool) -> Scene:
         owner = self._owner()
         r = self._rand()
-        origin = "pre_registry" if r < 0.08 else "repair" if r < 0.095 else "import"
-        imeis = self._device(origin=origin, owner=owner)
+        origin = "pre_registry" if r < 0.08 else "traveler" if r < 0.12 else "repair" if r < 0.135 else "import"
+        imeis = self._device(origin=origin, owner=owner, foreign=origin == "traveler")
         return Scene(self._kind, imeis, [owner], second=self._second_sim(owner, len(imeis) > 1))
 
-    def _shared(self, attaching: bool) -> Scene:
+    def _non_owner(self, attaching: bool) -> Scene:
         """A device used by someone else than its owner: a family member, or bought without transfer."""
         owner = self._owner()
         imeis = self._device(owner=owner)

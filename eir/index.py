@@ -10,8 +10,10 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import sub
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from preshed.maps import PreshMap
 
@@ -22,6 +24,8 @@ from eir.registry import (
     HAS_ACTIVATION_CODE,
     HAS_OPERATOR_SIMS,
     HAS_PRE_REGISTRY_USERS,
+    KEY_MASK,
+    KEY_MIX,
     ORIGIN_MASK,
     ORIGINS,
 )
@@ -40,17 +44,12 @@ __all__ = [
     "imei_key",
 ]
 
-# PreshMap does not hash: it probes from ``key & mask``. Multiplying by an odd constant is a bijection
-# on 64-bit ints (no two cores share a key) that spreads consecutive serials across the table; the +2
-# keeps the reserved keys 0 (empty) and 1 (deleted) out of reach for every 14-digit core.
-_MIX: Final = 0x9E3779B97F4A7C15
-_MASK: Final = 0xFFFFFFFFFFFFFFFF
 _BLACKLISTED: Final = 1
 
 
 def imei_key(core: int) -> int:
-    """The PreshMap key of an IMEI core (exposed for tests and tools)."""
-    return ((core + 2) * _MIX) & _MASK
+    """The PreshMap key of an IMEI core (see ``eir.registry.KEY_MIX``: a bijection that never yields 0 or 1)."""
+    return ((core + 2) * KEY_MIX) & KEY_MASK
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +84,9 @@ class Index:
     """Read-only registry index; build it with :meth:`from_snapshot` or :meth:`from_bytes`."""
 
     __slots__ = (
-        "_block",
         "_bl_imei",
         "_bl_reason",
+        "_block",
         "_code_dev",
         "_code_hash",
         "_imeis",
@@ -96,13 +95,16 @@ class Index:
         "_map",
         "_model",
         "_models",
+        "_msisdn_key",
+        "_msisdn_row",
         "_offsets",
         "_opsims",
-        "_prereg",
+        "_prereg_dev",
+        "_prereg_msisdn",
         "_reasons",
+        "_sealed",
         "_sub_expired",
         "_sub_imsi",
-        "_sub_msisdn",
         "_sub_nid",
         "_sub_since",
         "_tac",
@@ -119,7 +121,7 @@ class Index:
         "n_imeis",
         "owner",
         "owner_since",
-    )
+    )  # fmt: skip
 
     flags: array[int]
     owner: array[int]
@@ -130,68 +132,59 @@ class Index:
 
     def __init__(self, snapshot: Snapshot) -> None:
         c, s = snapshot.data.columns, snapshot.data.strings
-        put = self._put
-        put("meta", snapshot.meta)
-        put("flags", c["dev_flags"])
-        put("owner", c["dev_owner"])
-        put("owner_since", c["dev_owner_since"])
-        put("n_devices", len(c["dev_flags"]))
-        put("n_imeis", len(c["imeis"]))
-        for slot, name in (
-            ("_model", "dev_model"), ("_offsets", "dev_imei_offsets"), ("_imeis", "imeis"),
-            ("_bl_imei", "blacklist_imei"), ("_bl_reason", "blacklist_reason"),
-            ("_code_dev", "code_dev"), ("_tac", "tac"), ("_tac_brand", "tac_brand"),
-            ("_tac_model", "tac_model"), ("_sub_msisdn", "sub_msisdn"), ("_sub_imsi", "sub_imsi"),
-            ("_sub_nid", "sub_national_id"), ("_sub_since", "sub_since"), ("_sub_expired", "sub_expired"),
-            ("_imsi_key", "imsi_key"), ("_imsi_msisdn", "imsi_msisdn"),
-            ("_trav_msisdn", "trav_msisdn"), ("_trav_msisdn_t", "trav_msisdn_entered"),
-            ("_trav_nid", "trav_nid"), ("_trav_nid_t", "trav_nid_entered"),
-        ):  # fmt: skip
-            put(slot, c[name])
-        put("_code_hash", c["code_hash"].tobytes())
-        put("_models", tuple(s["models"]))
-        put("_reasons", tuple(s["reasons"]))
-        put("_tac_strings", tuple(s["tac_strings"]))
-        put("_map", self._build_map(c))
-        # Rare per-device data: dicts keyed by device id. Values are tuples (far smaller than dicts or
-        # frozensets); operator SIMs are indexed by slot - 1 with 0 for a slot without one.
+        self.meta = snapshot.meta
+        self.flags, self.owner, self.owner_since = c["dev_flags"], c["dev_owner"], c["dev_owner_since"]
+        self.n_devices, self.n_imeis = len(c["dev_flags"]), len(c["imeis"])
+        self._model, self._offsets, self._imeis = c["dev_model"], c["dev_imei_offsets"], c["imeis"]
+        self._models, self._reasons = tuple(s["models"]), tuple(s["reasons"])
+        self._bl_imei, self._bl_reason = c["blacklist_imei"], c["blacklist_reason"]
+        self._code_dev, self._code_hash = c["code_dev"], c["code_hash"].tobytes()
+        self._tac, self._tac_brand, self._tac_model = c["tac"], c["tac_brand"], c["tac_model"]
+        self._tac_strings = tuple(s["tac_strings"])
+        self._msisdn_key, self._msisdn_row = c["msisdn_key"], c["msisdn_row"]
+        self._sub_imsi, self._sub_nid = c["sub_imsi"], c["sub_national_id"]
+        self._sub_since, self._sub_expired = c["sub_since"], c["sub_expired"]
+        self._imsi_key, self._imsi_msisdn = c["imsi_key"], c["imsi_msisdn"]
+        self._trav_msisdn, self._trav_msisdn_t = c["trav_msisdn"], c["trav_msisdn_entered"]
+        self._trav_nid, self._trav_nid_t = c["trav_nid"], c["trav_nid_entered"]
+        # Rare per-device data (operator SIMs, blocks: < 1% of devices) become dicts keyed by device id;
+        # operator SIMs as a tuple indexed by slot - 1, with 0 for a slot without one.
         opsims: dict[int, tuple[int, ...]] = {}
         for dev, slot, msisdn in zip(c["opsim_dev"], c["opsim_slot"], c["opsim_msisdn"], strict=True):
             sims = list(opsims.get(dev, ()))
             sims.extend([0] * (slot - len(sims)))
             sims[slot - 1] = msisdn
             opsims[dev] = tuple(sims)
-        put("_opsims", opsims)
-        prereg: dict[int, tuple[int, ...]] = {}
-        for dev, msisdn in zip(c["prereg_dev"], c["prereg_msisdn"], strict=True):
-            prereg[dev] = (*prereg.get(dev, ()), msisdn)
-        put("_prereg", prereg)
+        self._opsims = opsims
+        # Pre-registry users are not rare (13% of devices in the demo registry): they stay columns, sorted
+        # by (device, MSISDN), and are found by bisect (a dict of tuples would cost ~7 B per IMEI more).
+        self._prereg_dev, self._prereg_msisdn = c["prereg_dev"], c["prereg_msisdn"]
         reasons = self._reasons
-        put("_block", {dev: reasons[r] for dev, r in zip(c["block_dev"], c["block_reason"], strict=True)})
-
-    def _put(self, name: str, value: object) -> None:
-        object.__setattr__(self, name, value)
+        self._block = {dev: reasons[r] for dev, r in zip(c["block_dev"], c["block_reason"], strict=True)}
+        self._map = self._build_map(c)
+        self._sealed = True
 
     def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Index is read-only (cannot set {name})")
+        # Read-only once built: the hot path shares one Index between concurrent requests.
+        if hasattr(self, "_sealed"):
+            raise AttributeError(f"Index is read-only (cannot set {name})")
+        object.__setattr__(self, name, value)
 
     @staticmethod
-    def _build_map(c: dict[str, array[int]]) -> Any:
+    def _build_map(c: dict[str, array[int]]) -> PreshMap:
         imeis, offsets, blacklist = c["imeis"], c["dev_imei_offsets"], c["blacklist_imei"]
         # Size once for <= 50% load: preshed never resizes then (it grows at 60%) and probes stay short.
         capacity = 8
         while capacity < 2 * (len(imeis) + len(blacklist)):
             capacity *= 2
         pmap = PreshMap(capacity)
-        mix, mask = _MIX, _MASK
-        start = 0
-        for code, end in enumerate(offsets[1:], 1):
-            code <<= 1  # (device id + 1) << 1, low bit = blacklisted
-            for i in range(start, end):
-                pmap[((imeis[i] + 2) * mix) & mask] = code
-            start = end
+        # Per-IMEI codes ((device id + 1) << 1) generated in C from the offsets: one Python-level loop
+        # over the IMEIs instead of a nested loop per device (about 20% faster on 1.6M IMEIs).
+        codes = chain.from_iterable(map(repeat, range(2, 2 * len(offsets), 2), map(sub, offsets[1:], offsets)))
+        for core, code in zip(imeis, codes, strict=True):
+            pmap[((core + 2) * KEY_MIX) & KEY_MASK] = code
         for core in blacklist:
-            key = ((core + 2) * mix) & mask
+            key = ((core + 2) * KEY_MIX) & KEY_MASK
             pmap[key] = (pmap[key] or 0) | _BLACKLISTED
         return pmap
 
@@ -208,8 +201,8 @@ class Index:
     # -- devices ---------------------------------------------------------------------------------------
     def lookup(self, core: int) -> int:
         """0 = unknown IMEI; else ``(code >> 1) - 1`` is the device id (-1: none), ``code & 1`` blacklisted."""
-        code = self._map[((core + 2) * _MIX) & _MASK]
-        return 0 if code is None else code  # type: ignore[no-any-return]
+        code: int | None = self._map[((core + 2) * KEY_MIX) & KEY_MASK]
+        return 0 if code is None else code
 
     def device_imeis(self, dev: int) -> tuple[int, ...]:
         """The device's IMEI cores in slot order."""
@@ -238,14 +231,22 @@ class Index:
         """All operator SIMs of the device, slot -> MSISDN."""
         return {slot: m for slot, m in enumerate(self._opsims.get(dev, ()), 1) if m}
 
+    def _prereg(self, dev: int) -> tuple[int, int]:
+        lo = bisect_left(self._prereg_dev, dev)
+        return lo, bisect_right(self._prereg_dev, dev, lo)
+
     def is_pre_registry_user(self, dev: int, msisdn: int) -> bool:
         """Whether ``msisdn`` is one of the device's pre-registry users."""
-        users = self._prereg.get(dev)
-        return users is not None and msisdn in users
+        if not self.flags[dev] & HAS_PRE_REGISTRY_USERS:
+            return False
+        lo, hi = self._prereg(dev)
+        i = bisect_left(self._prereg_msisdn, msisdn, lo, hi)
+        return i < hi and self._prereg_msisdn[i] == msisdn
 
     def pre_registry_users(self, dev: int) -> frozenset[int]:
         """The device's pre-registry users."""
-        return frozenset(self._prereg.get(dev, ()))
+        lo, hi = self._prereg(dev)
+        return frozenset(self._prereg_msisdn[lo:hi])
 
     def block_reason(self, dev: int) -> str | None:
         """The device's block reason, or None."""
@@ -274,8 +275,9 @@ class Index:
 
     # -- subscribers -----------------------------------------------------------------------------------
     def _sub(self, msisdn: int) -> int:
-        i = bisect_left(self._sub_msisdn, msisdn)
-        return i if i < len(self._sub_msisdn) and self._sub_msisdn[i] == msisdn else -1
+        """The subscriber row of ``msisdn`` (rows are in registry order; msisdn_key is sorted), or -1."""
+        i = bisect_left(self._msisdn_key, msisdn)
+        return self._msisdn_row[i] if i < len(self._msisdn_key) and self._msisdn_key[i] == msisdn else -1
 
     def msisdn_for_imsi(self, imsi: int) -> int:
         """The MSISDN of a subscriber record with this IMSI, or 0."""

@@ -10,14 +10,15 @@ from __future__ import annotations
 import hmac
 import math
 from array import array
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
+from preshed.maps import PreshMap
 
 from eir.identifiers import MALFORMED, IdentifierError, ImeiPolicy, NumberingPlan, parse_imei, parse_imsi, parse_msisdn
 
@@ -37,6 +38,11 @@ MAX_REPORTED_ERRORS: Final = 1000
 MIN_TIME: Final = 1
 MAX_TIME: Final = 253_402_300_799
 CODE_HASH_BYTES: Final = 32
+#: PreshMap keys (here and in eir.index): ((n + 2) * KEY_MIX) mod 2**64. preshed does not hash, it probes
+#: from ``key & mask``; an odd multiplier is a bijection (no two numbers share a key) that spreads
+#: consecutive serials over the table, and +2 keeps the reserved keys 0 and 1 out of reach.
+KEY_MIX: Final = 0x9E3779B97F4A7C15
+KEY_MASK: Final = 0xFFFFFFFFFFFFFFFF
 
 #: Every column a snapshot carries: name -> array typecode ('B' u8, 'I' u32, 'q' i64). Writer, reader
 #: and docs/snapshot-format.md all follow this one table.
@@ -49,8 +55,8 @@ COLUMNS: Final[dict[str, str]] = {
     "code_dev": "I", "code_hash": "B",
     "blacklist_imei": "q", "blacklist_reason": "I",
     "tac": "I", "tac_brand": "I", "tac_model": "I",
-    "sub_msisdn": "q", "sub_imsi": "q", "sub_national_id": "q", "sub_since": "q", "sub_expired": "B",
-    "imsi_key": "q", "imsi_msisdn": "q",
+    "sub_imsi": "q", "sub_national_id": "q", "sub_since": "q", "sub_expired": "B",
+    "msisdn_key": "q", "msisdn_row": "I", "imsi_key": "q", "imsi_msisdn": "q",
     "trav_msisdn": "q", "trav_msisdn_entered": "q", "trav_nid": "q", "trav_nid_entered": "q",
 }  # fmt: skip
 STRING_TABLES: Final = ("models", "reasons", "tac_strings")
@@ -78,7 +84,7 @@ class _Invalid(Exception):
 
 @dataclass(slots=True)
 class RegistryData:
-    """The validated registry as columns (see :data:`COLUMNS`), string tables and counts."""
+    """The validated registry: columns (see :data:`COLUMNS`), string tables and counts."""
 
     columns: dict[str, array[int]]
     strings: dict[str, list[str]]
@@ -87,21 +93,20 @@ class RegistryData:
 
 def parse_time(value: object) -> int:
     """ISO 8601 with offset, or epoch seconds (int/float) -> int epoch seconds (floor, UTC)."""
-    if type(value) is int:
-        t = value
-    elif type(value) is float:
-        if not math.isfinite(value):
-            raise ValueError(f"not a finite number: {value!r}")
-        t = math.floor(value)
-    elif type(value) is str:
+    if type(value) is str:
         dt = datetime.fromisoformat(value)
         if dt.utcoffset() is None:
-            raise ValueError(f"no UTC offset: {value!r}")
-        t = (dt - _EPOCH) // _SECOND  # exact integer floor, no float rounding
+            raise ValueError(f"no UTC offset: {_show(value)}")
+        # timestamp() is exact for whole seconds; with a fraction, floor on exact integer arithmetic.
+        t = int(dt.timestamp()) if not dt.microsecond else (dt - _EPOCH) // _SECOND
+    elif type(value) is int:
+        t = value
+    elif type(value) is float and math.isfinite(value):
+        t = math.floor(value)
     else:
-        raise ValueError(f"expected ISO 8601 text or epoch seconds, got {type(value).__name__}")
+        raise ValueError(f"expected ISO 8601 text or epoch seconds, got {_show(value)}")
     if not MIN_TIME <= t <= MAX_TIME:
-        raise ValueError(f"outside 1970-01-01T00:00:01Z..9999-12-31T23:59:59Z: {value!r}")
+        raise ValueError(f"outside 1970-01-01T00:00:01Z..9999-12-31T23:59:59Z: {_show(value)}")
     return t
 
 
@@ -114,6 +119,11 @@ def _show(value: object) -> str:
     # Echo offending values, bounded: a bad line must not turn into a megabyte error message.
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _digits(value: object, lo: int, hi: int) -> bool:
+    # str.isdigit() alone accepts Persian and superscript digits; identifiers are ASCII.
+    return type(value) is str and lo <= len(value) <= hi and value.isascii() and value.isdigit()
 
 
 def _luhn_part(digits: str, pos: int) -> int:
@@ -150,7 +160,7 @@ def _time(value: object, name: str) -> int:
         raise _Invalid(f"{name}: bad time: {exc}") from None
 
 
-def _opt_bool(value: object, name: str) -> bool:
+def _flag(value: object, name: str) -> bool:
     if value is None or type(value) is bool:
         return bool(value)
     raise _Invalid(f"{name}: expected true/false, got {_show(value)}")
@@ -162,26 +172,35 @@ def _reason(value: object, name: str) -> str:
     return value
 
 
+def _national_id(value: object, name: str) -> int:
+    if not _digits(value, 1, 18):
+        raise _Invalid(f"{name}: expected 1-18 ASCII digits as a string, got {_show(value)}")
+    return int("1" + str(value))  # the leading 1 keeps leading zeros; 0 stays free for "none"
+
+
+def _gather(values: list[int], order: list[int]) -> tuple[int, ...]:
+    """``values`` in ``order``; itemgetter does the gather in C (about 2x a list comprehension)."""
+    if len(order) < 2:
+        return tuple(values[i] for i in order)  # itemgetter returns a bare item for one index
+    return itemgetter(*order)(values)  # type: ignore[no-any-return]
+
+
 class RegistryBuilder:
     """Streams registry files into columns; collects every invalid record as a located error."""
 
     def __init__(self, code_key: bytes | None) -> None:
         self._code_key = code_key
         self.cols: dict[str, array[int]] = {name: array(tc) for name, tc in COLUMNS.items()}
-        self.cols["dev_imei_offsets"].append(0)  # offsets has n_devices + 1 entries
+        self.cols["dev_imei_offsets"].append(0)  # n_devices + 1 offsets into the flat IMEI column
+        self._sub_msisdn: array[int] = array("q")  # per subscriber row; becomes msisdn_key/msisdn_row
         self._strings: dict[str, dict[str, int]] = {name: {} for name in STRING_TABLES}
-        self._dev_src: array[int] = array("Q")
-        self._sub_src: array[int] = array("Q")
-        self._imei_dev: dict[int, int] = {}  # duplicate detection across devices; freed by finish()
-        self._blacklisted: dict[int, int] = {}  # core -> source ref
-        self._tacs: dict[int, int] = {}  # tac -> source ref
+        # Duplicate detection: key -> source ref of the record that claimed it. PreshMaps, because a
+        # dict of 1.6M IMEIs and 1.4M MSISDNs would cost several hundred MB of int objects.
+        self._seen = {kind: PreshMap() for kind in ("imei", "msisdn", "imsi", "blacklist", "tac")}
         self._trav: list[tuple[int, int, int]] = []  # (msisdn, national id, entered)
         self._files: list[str] = []
         self._errors: list[tuple[int, str]] = []
-        self.n_errors = 0
-        self.n_lines = 0
-        self.n_records = 0
-        self._src = 0
+        self.n_errors = self.n_lines = self.n_records = self._src = 0
         triples = [f"{i:03d}" for i in range(1000)]
         self._luhn_mid = {t: _luhn_part(t, 5) for t in triples}
         self._luhn_low = {t: _luhn_part(t, 2) for t in triples}
@@ -191,49 +210,52 @@ class RegistryBuilder:
             "traveler_entry": self._traveler_entry, "tac": self._tac,
         }  # fmt: skip
 
-    # -- reading ---------------------------------------------------------------------------------------
     def read(self, path: Path) -> None:
         """Validate and append every record of one JSONL file (streamed line by line)."""
-        file_idx = len(self._files)
+        base = len(self._files) << _LINE_BITS
         self._files.append(str(path))
-        base = file_idx << _LINE_BITS
-        handle = self._handle
         try:
             f = path.open("rb")
         except OSError as exc:
             raise RegistryError(f"cannot read {path}: {exc.strerror or exc}") from None
+        handlers, loads, lineno = self._handlers, orjson.loads, 0
         with f:
-            lineno = 0
             while line := f.readline(MAX_LINE_BYTES + 1):
                 lineno += 1
                 self._src = base | lineno
                 try:
-                    if len(line) > MAX_LINE_BYTES:
-                        while (rest := f.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
-                            pass  # discard the rest of the over-long line without holding it
-                        raise _Invalid(f"line longer than {MAX_LINE_BYTES} bytes")
-                    if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
-                        line = line[3:]  # UTF-8 BOM written by some editors
-                    handle(line)
+                    try:
+                        rec = loads(line)
+                    except orjson.JSONDecodeError as exc:
+                        rec = self._odd_line(f, line, lineno, exc)
+                        if rec is None:
+                            continue
+                    if type(rec) is not dict:
+                        raise _Invalid("expected a JSON object")
+                    kind = rec.get("type")
+                    handler = handlers.get(kind) if type(kind) is str else None
+                    if handler is None:
+                        raise _Invalid("missing 'type'" if kind is None else f"unknown record type {_show(kind)}")
+                    handler(rec)
+                    self.n_records += 1
                 except _Invalid as exc:
                     self._error(self._src, str(exc))
-            self.n_lines += lineno
+        self.n_lines += lineno
 
-    def _handle(self, line: bytes) -> None:
+    def _odd_line(self, f: Any, line: bytes, lineno: int, exc: Exception) -> Any:
+        """The rare lines orjson refuses: blank, a leading BOM, too long, or really invalid JSON."""
+        if len(line) > MAX_LINE_BYTES:
+            while (rest := f.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass  # skip the rest of the over-long line without holding it
+            raise _Invalid(f"line longer than {MAX_LINE_BYTES} bytes")
         if not line.strip():
-            return
-        try:
-            rec = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise _Invalid(f"invalid JSON: {exc}") from None
-        if type(rec) is not dict:
-            raise _Invalid("expected a JSON object")
-        kind = rec.get("type")
-        handler = self._handlers.get(kind) if type(kind) is str else None
-        if handler is None:
-            raise _Invalid("missing 'type'" if kind is None else f"unknown record type {_show(kind)}")
-        handler(rec)
-        self.n_records += 1
+            return None
+        if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+            try:
+                return orjson.loads(line[3:])  # UTF-8 BOM written by some editors
+            except orjson.JSONDecodeError as again:
+                exc = again
+        raise _Invalid(f"invalid JSON: {exc}")
 
     def _error(self, src: int, reason: str) -> None:
         self.n_errors += 1
@@ -256,8 +278,17 @@ class RegistryBuilder:
             idx = ids[text] = len(ids)
         return idx
 
-    # -- record types ----------------------------------------------------------------------------------
-    def _imei(self, raw: object, name: str) -> int:
+    def _first(self, kind: str, key: int) -> int | None:
+        """Source ref of the record that already claimed ``key``, or None."""
+        src: int | None = self._seen[kind][((key + 2) * KEY_MIX) & KEY_MASK]
+        return src
+
+    def _once(self, kind: str, key: int, shown: str) -> None:
+        if (prev := self._first(kind, key)) is not None:
+            raise _Invalid(f"{kind}: {shown} already listed at {self.where(prev)}")
+        self._seen[kind][((key + 2) * KEY_MIX) & KEY_MASK] = self._src
+
+    def _imei(self, raw: object, name: str, i: int = -1) -> int:
         # Fast path for the usual 15-digit form: the Luhn sum is additive over digit positions, so it is
         # looked up in three parts (TAC, serial digits 1-3, serial digits 4-6) instead of a 14-step loop.
         # Anything it does not accept goes through parse_imei, which decides (same results, tested).
@@ -273,55 +304,55 @@ class RegistryBuilder:
                 return int(raw[:14])
         core = parse_imei(raw, _POLICY) if type(raw) is str else MALFORMED
         if core == MALFORMED:
-            raise _Invalid(f"{name}: malformed IMEI {_show(raw)}")
+            raise _Invalid(f"{name if i < 0 else f'{name}[{i}]'}: malformed IMEI {_show(raw)}")
         return core
 
     def _device(self, rec: dict[str, Any]) -> None:
-        raw_imeis = rec.get("imeis")
+        get = rec.get
+        raw_imeis = get("imeis")
         if type(raw_imeis) is not list or not 1 <= len(raw_imeis) <= MAX_IMEIS_PER_DEVICE:
             raise _Invalid(f"device.imeis: expected a list of 1-{MAX_IMEIS_PER_DEVICE} IMEIs")
-        cores = [self._imei(raw, f"device.imeis[{i}]") for i, raw in enumerate(raw_imeis)]
-        if len(set(cores)) != len(cores):
-            i = next(i for i, c in enumerate(cores) if c in cores[:i])
-            raise _Invalid(f"device.imeis[{i}]: IMEI {cores[i]:014d} listed twice")
-        model = rec.get("model")
-        if model is None:
+        cores = [self._imei(raw, "device.imeis", i) for i, raw in enumerate(raw_imeis)]
+        for i, core in enumerate(cores):
+            if (first := cores.index(core)) != i:
+                raise _Invalid(f"device.imeis[{i}]: IMEI {core:014d} repeats device.imeis[{first}]")
+        model = get("model")
+        if type(model) is not str:
+            if model is not None:
+                raise _Invalid(f"device.model: expected a string, got {_show(model)}")
             model = ""
-        elif type(model) is not str:
-            raise _Invalid(f"device.model: expected a string, got {_show(model)}")
-        origin = rec.get("origin")
+        origin = get("origin")
         flags = 0 if origin is None else _ORIGIN_CODE.get(origin, -1) if type(origin) is str else -1
         if flags < 0:
             raise _Invalid(f"device.origin: expected one of {', '.join(ORIGINS)}, got {_show(origin)}")
-        owner = rec.get("owner")
+        owner, since = get("owner"), get("owner_since")
         owner = 0 if owner is None else _msisdn(owner, "device.owner")
-        since = rec.get("owner_since")
         since = 0 if since is None else _time(since, "device.owner_since")
-        if _opt_bool(rec.get("cloned"), "device.cloned"):
+        if _flag(get("cloned"), "device.cloned"):
             flags |= CLONED
-        sims = self._operator_sims(rec.get("operator_sims"), len(cores))
-        users = self._pre_registry_users(rec.get("pre_registry_users"))
-        block = rec.get("block")
+        sims = get("operator_sims")
+        sims = self._operator_sims(sims, len(cores)) if sims or sims not in (None, {}) else ()
+        users = get("pre_registry_users")
+        if users or users not in (None, []):
+            if type(users) is not list:
+                raise _Invalid(f"device.pre_registry_users: expected a list of MSISDNs, got {_show(users)}")
+            users = sorted({_msisdn(v, f"device.pre_registry_users[{i}]") for i, v in enumerate(users)})
+        block = get("block")
         if block is not None:
             block = _reason(block, "device.block")
             flags |= BLOCKED
-        code = rec.get("activation_code")
+        code = get("activation_code")
         code_hash = None if code is None else self._code_hash(code, cores[0])
         # Uniqueness last: a record rejected for another reason must not claim its IMEIs.
-        seen = self._imei_dev
-        for i, core in enumerate(cores):
-            prev = seen.get(core)
-            if prev is not None:
-                raise _Invalid(
-                    f"device.imeis[{i}]: IMEI {core:014d} already belongs to the device at "
-                    f"{self.where(self._dev_src[prev])}"
-                )
-        # Commit: from here on nothing can fail, so a device is appended whole or not at all.
-        c = self.cols
-        dev = len(self._dev_src)
-        self._dev_src.append(self._src)
-        for core in cores:
-            seen[core] = dev
+        seen, keys = self._seen["imei"], [((core + 2) * KEY_MIX) & KEY_MASK for core in cores]
+        for i, key in enumerate(keys):
+            if (prev := seen[key]) is not None:
+                where = self.where(prev)
+                raise _Invalid(f"device.imeis[{i}]: IMEI {cores[i]:014d} already belongs to the device at {where}")
+        # Commit: nothing below can fail, so a device is appended whole or not at all.
+        c, dev = self.cols, len(self.cols["dev_flags"])
+        for key in keys:
+            seen[key] = self._src
         c["imeis"].extend(cores)
         c["dev_imei_offsets"].append(len(c["imeis"]))
         c["dev_owner"].append(owner)
@@ -347,75 +378,67 @@ class RegistryBuilder:
         c["dev_flags"].append(flags)
 
     def _operator_sims(self, value: object, n_slots: int) -> list[tuple[int, int]]:
-        if value is None:
-            return []
         if type(value) is not dict:
             raise _Invalid(f"device.operator_sims: expected an object slot -> MSISDN, got {_show(value)}")
         sims = []
         for key, msisdn in value.items():
-            slot = int(key) if key.isascii() and key.isdigit() and len(key) <= 2 else 0
+            slot = int(key) if _digits(key, 1, 2) else 0
             if not 1 <= slot <= n_slots:
                 raise _Invalid(f"device.operator_sims: slot {_show(key)} outside 1..{n_slots}")
             sims.append((slot, _msisdn(msisdn, f"device.operator_sims[{key}]")))
-        sims.sort()
-        return sims
-
-    def _pre_registry_users(self, value: object) -> list[int]:
-        if value is None:
-            return []
-        if type(value) is not list:
-            raise _Invalid(f"device.pre_registry_users: expected a list of MSISDNs, got {_show(value)}")
-        return sorted({_msisdn(v, f"device.pre_registry_users[{i}]") for i, v in enumerate(value)})
+        return sorted(sims)
 
     def _code_hash(self, code: object, device_key: int) -> bytes:
-        # Never echo the code itself: the message may end up in a log.
+        # Never echo the code itself: error messages end up in terminals and logs.
         text = str(code) if type(code) is int else code
-        if type(text) is not str or len(text) != 6 or not text.isascii() or not text.isdigit() or text[0] == "0":
+        if not _digits(text, 6, 6) or str(text)[0] == "0":
             raise _Invalid("device.activation_code: expected 6 digits not starting with 0")
         if not self._code_key:
             raise RegistryError(
                 f"{self.where(self._src)}: the registry carries activation codes but EIR_CODE_KEY is not "
-                "set; export the code key (the same one the service uses) and build again"
+                "set; export the code key (the one the service uses) and build again"
             )
-        return activation_code_hash(self._code_key, device_key, text)
+        return activation_code_hash(self._code_key, device_key, str(text))
 
     def _subscriber(self, rec: dict[str, Any]) -> None:
-        msisdn = _msisdn(rec.get("msisdn"), "subscriber.msisdn")
-        imsi = rec.get("imsi")
-        if imsi is not None:
+        get = rec.get
+        msisdn = _msisdn(get("msisdn"), "subscriber.msisdn")
+        imsi = get("imsi")
+        if imsi is None:
+            imsi = 0
+        elif type(imsi) is str and 6 <= len(imsi) <= 15 and imsi.isdigit() and imsi.isascii() and imsi[0] != "0":
+            imsi = int(imsi)  # the usual form; parse_imsi below takes prefixes and says what is wrong
+        else:
             try:
                 imsi = parse_imsi(imsi) if type(imsi) is str else -1
             except IdentifierError:
                 imsi = -1
             if imsi < 0:
-                raise _Invalid(f"subscriber.imsi: expected 6-15 digits, got {_show(rec.get('imsi'))}")
-        nid = self._national_id(rec.get("national_id"), "subscriber.national_id")
-        since = rec.get("since")
+                raise _Invalid(f"subscriber.imsi: expected 6-15 digits, got {_show(get('imsi'))}")
+        nid, since = get("national_id"), get("since")
+        nid = 0 if nid is None else _national_id(nid, "subscriber.national_id")
         since = 0 if since is None else _time(since, "subscriber.since")
-        expired = _opt_bool(rec.get("expired"), "subscriber.expired")
+        expired = _flag(get("expired"), "subscriber.expired")
+        by_msisdn, by_imsi = self._seen["msisdn"], self._seen["imsi"]
+        m_key, i_key = ((msisdn + 2) * KEY_MIX) & KEY_MASK, ((imsi + 2) * KEY_MIX) & KEY_MASK
+        if (prev := by_msisdn[m_key]) is not None:
+            raise _Invalid(f"subscriber.msisdn: duplicate {msisdn} (first at {self.where(prev)})")
+        if imsi and (prev := by_imsi[i_key]) is not None:
+            raise _Invalid(f"subscriber.imsi: duplicate {imsi} (first at {self.where(prev)})")
+        by_msisdn[m_key] = self._src
+        if imsi:
+            by_imsi[i_key] = self._src
         c = self.cols
-        c["sub_msisdn"].append(msisdn)
-        c["sub_imsi"].append(imsi or 0)
+        self._sub_msisdn.append(msisdn)
+        c["sub_imsi"].append(imsi)
         c["sub_national_id"].append(nid)
         c["sub_since"].append(since)
         c["sub_expired"].append(expired)
-        self._sub_src.append(self._src)
-
-    @staticmethod
-    def _national_id(value: object, name: str) -> int:
-        if value is None:
-            return 0
-        if type(value) is not str or not 1 <= len(value) <= 18 or not value.isascii() or not value.isdigit():
-            raise _Invalid(f"{name}: expected 1-18 ASCII digits as a string, got {_show(value)}")
-        return int("1" + value)  # the leading 1 keeps leading zeros; 0 stays free for "none"
 
     def _blacklist(self, rec: dict[str, Any]) -> None:
         core = self._imei(rec.get("imei"), "blacklist.imei")
         reason = _reason(rec.get("reason"), "blacklist.reason")
-        prev = self._blacklisted.get(core)
-        if prev is not None:
-            raise _Invalid(f"blacklist.imei: IMEI {core:014d} already listed at {self.where(prev)}")
-        self._blacklisted[core] = self._src
+        self._once("blacklist", core, f"IMEI {core:014d}")
         self.cols["blacklist_imei"].append(core)
         self.cols["blacklist_reason"].append(self._intern("reasons", reason))
 
@@ -424,92 +447,43 @@ class RegistryBuilder:
         if msisdn is None and nid is None:
             raise _Invalid("traveler_entry: needs msisdn or national_id")
         msisdn = 0 if msisdn is None else _msisdn(msisdn, "traveler_entry.msisdn")
-        nid = self._national_id(nid, "traveler_entry.national_id")
+        nid = 0 if nid is None else _national_id(nid, "traveler_entry.national_id")
         self._trav.append((msisdn, nid, _time(rec.get("entered"), "traveler_entry.entered")))
 
     def _tac(self, rec: dict[str, Any]) -> None:
-        tac = rec.get("tac")
-        if type(tac) is not str or len(tac) != 8 or not tac.isascii() or not tac.isdigit():
+        tac, brand, model = rec.get("tac"), rec.get("brand", ""), rec.get("model", "")
+        if not _digits(tac, 8, 8):
             raise _Invalid(f"tac.tac: expected 8 digits as a string, got {_show(tac)}")
-        brand, model = rec.get("brand") or "", rec.get("model") or ""
         if type(brand) is not str or type(model) is not str:
-            raise _Invalid("tac: brand and model must be strings")
-        prev = self._tacs.get(int(tac))
-        if prev is not None:
-            raise _Invalid(f"tac.tac: TAC {tac} already listed at {self.where(prev)}")
-        self._tacs[int(tac)] = self._src
-        self.cols["tac"].append(int(tac))
+            raise _Invalid(f"tac: brand and model must be strings, got {_show(brand)}, {_show(model)}")
+        self._once("tac", int(str(tac)), f"TAC {tac}")
+        self.cols["tac"].append(int(str(tac)))
         self.cols["tac_brand"].append(self._intern("tac_strings", brand))
         self.cols["tac_model"].append(self._intern("tac_strings", model))
 
-    # -- finishing -------------------------------------------------------------------------------------
-    def _sorted(self, names: tuple[str, ...], order: list[int]) -> None:
-        for name in names:
-            col = self.cols[name]
-            self.cols[name] = array(col.typecode, map(col.__getitem__, order))
-
-    def _dedupe(self, key: array[int], order: list[int], field: str) -> list[int]:
-        """Drop later duplicates of ``key`` from ``order`` (sorted by key, then line), reporting them."""
-        kept: list[int] = []
-        prev_key, prev_i, src = 0, -1, self._sub_src
-        for i in order:
-            k = key[i]
-            if k and k == prev_key:
-                self._error(src[i], f"{field}: duplicate {k} (first at {self.where(src[prev_i])})")
-            else:
-                kept.append(i)
-                prev_key, prev_i = k, i
-        return kept
-
     def finish(self) -> RegistryData:
-        """Sort the lookup columns, report duplicate subscribers and compute the counts."""
+        """Build the sorted lookup columns and hand everything over; the builder is spent afterwards."""
         c = self.cols
-        # Subscribers sorted by MSISDN for bisect; of duplicates the earliest line stays (stable sorts).
-        msisdns, imsis = c["sub_msisdn"], c["sub_imsi"]
-        order = self._dedupe(msisdns, sorted(range(len(msisdns)), key=msisdns.__getitem__), "subscriber.msisdn")
-        by_imsi = self._dedupe(imsis, sorted(order, key=lambda i: (imsis[i], i)), "subscriber.imsi")
-        if len(by_imsi) < len(order):
-            keep = set(by_imsi)
-            order = [i for i in order if i in keep]
-        self._sorted(("sub_msisdn", "sub_imsi", "sub_national_id", "sub_since", "sub_expired"), order)
-        pairs = sorted((imsi, m) for imsi, m in zip(c["sub_imsi"], c["sub_msisdn"], strict=True) if imsi)
-        c["imsi_key"], c["imsi_msisdn"] = array("q", [p[0] for p in pairs]), array("q", [p[1] for p in pairs])
+        # Subscriber rows stay in file order; two sorted indexes point into them. Sorting 1.4M keys
+        # once per index and gathering with itemgetter is the cheapest pure-Python way (no per-row
+        # tuples), which keeps the 1M-device build inside its time budget.
+        msisdns, imsis = self._sub_msisdn.tolist(), c["sub_imsi"].tolist()
+        order = sorted(range(len(msisdns)), key=msisdns.__getitem__)
+        c["msisdn_key"], c["msisdn_row"] = array("q", _gather(msisdns, order)), array("I", order)
+        order = sorted((i for i, imsi in enumerate(imsis) if imsi), key=imsis.__getitem__)
+        c["imsi_key"], c["imsi_msisdn"] = array("q", _gather(imsis, order)), array("q", _gather(msisdns, order))
         for pos, key_col, time_col in ((0, "trav_msisdn", "trav_msisdn_entered"), (1, "trav_nid", "trav_nid_entered")):
             entries = sorted((e[pos], e[2]) for e in self._trav if e[pos])
             c[key_col], c[time_col] = array("q", [e[0] for e in entries]), array("q", [e[1] for e in entries])
-        bl, tac = c["blacklist_imei"], c["tac"]
-        self._sorted(("blacklist_imei", "blacklist_reason"), sorted(range(len(bl)), key=bl.__getitem__))
-        self._sorted(("tac", "tac_brand", "tac_model"), sorted(range(len(tac)), key=tac.__getitem__))
-        counts = self._counts()
-        self._imei_dev = {}
-        return RegistryData(columns=c, strings={k: list(v) for k, v in self._strings.items()}, counts=counts)
-
-    def _counts(self) -> dict[str, int]:
-        c = self.cols
-        by_flags = Counter(zip(c["dev_flags"], map(bool, c["dev_owner"]), strict=True))
-
-        def devices(test: Callable[[int, bool], object]) -> int:
-            return sum(n for (flags, owned), n in by_flags.items() if test(flags, owned))
-
+        for names in (("blacklist_imei", "blacklist_reason"), ("tac", "tac_brand", "tac_model")):
+            keys = c[names[0]].tolist()
+            order = sorted(range(len(keys)), key=keys.__getitem__)
+            for name in names:
+                c[name] = array(COLUMNS[name], _gather(c[name].tolist(), order))
+        # Counts that need the builder's state; snapshot.py derives the rest from the columns.
         counts = {
-            "devices": len(c["dev_flags"]), "imeis": len(c["imeis"]),
-            "owned": devices(lambda f, owned: owned), "cloned": devices(lambda f, owned: f & CLONED),
-            "blocked_devices": len(c["block_dev"]), "blacklisted_imeis": len(c["blacklist_imei"]),
-            "blacklisted_unregistered": sum(1 for core in c["blacklist_imei"] if core not in self._imei_dev),
-        }  # fmt: skip
-        for code, origin in enumerate(ORIGINS):
-            counts[f"origin_{origin}"] = devices(lambda f, owned, o=code: f & ORIGIN_MASK == o)
-        counts["pre_registry"] = counts["origin_pre_registry"]
-        for code, origin in enumerate(ORIGINS):
-            name = "unowned_pre_registry" if code == 1 else f"not_activated_{origin}"
-            counts[name] = devices(lambda f, owned, o=code: f & ORIGIN_MASK == o and not owned)
-        counts.update({
-            "operator_sims": len(c["opsim_dev"]), "pre_registry_users": len(c["prereg_dev"]),
-            "devices_with_operator_sims": devices(lambda f, owned: f & HAS_OPERATOR_SIMS),
-            "activation_codes": len(c["code_dev"]), "models": len(self._strings["models"]),
-            "subscribers": len(c["sub_msisdn"]), "subscribers_with_imsi": len(c["imsi_key"]),
-            "subscribers_with_national_id": sum(1 for nid in c["sub_national_id"] if nid),
-            "subscribers_expired": sum(c["sub_expired"]),
-            "traveler_entries": len(self._trav), "tacs": len(c["tac"]),
-        })  # fmt: skip
-        return counts
+            "blacklisted_unregistered": sum(1 for core in c["blacklist_imei"] if self._first("imei", core) is None),
+            "traveler_entries": len(self._trav),
+        }
+        self._seen, self._trav, self._sub_msisdn = {}, [], array("q")
+        return RegistryData(columns=c, strings={k: list(v) for k, v in self._strings.items()}, counts=counts)

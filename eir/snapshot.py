@@ -8,12 +8,14 @@ as msgpack ``bin``. A reader checks header, length and checksum before unpacking
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 import struct
 import sys
 import tempfile
 import time
 from array import array
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -23,7 +25,18 @@ from typing import Any, Final
 
 import msgpack
 
-from eir.registry import CODE_HASH_BYTES, COLUMNS, STRING_TABLES, RegistryBuilder, RegistryData, RegistryError
+from eir.registry import (
+    CLONED,
+    CODE_HASH_BYTES,
+    COLUMNS,
+    HAS_OPERATOR_SIMS,
+    ORIGIN_MASK,
+    ORIGINS,
+    STRING_TABLES,
+    RegistryBuilder,
+    RegistryData,
+    RegistryError,
+)
 
 MAGIC: Final = b"EIRSNAP\0"
 FORMAT_VERSION: Final = 1
@@ -40,7 +53,7 @@ _GROUPS: Final = (
     ("block_dev", "block_reason"),
     ("blacklist_imei", "blacklist_reason"),
     ("tac", "tac_brand", "tac_model"),
-    ("sub_msisdn", "sub_imsi", "sub_national_id", "sub_since", "sub_expired"),
+    ("sub_imsi", "sub_national_id", "sub_since", "sub_expired", "msisdn_key", "msisdn_row"),
     ("imsi_key", "imsi_msisdn"),
     ("trav_msisdn", "trav_msisdn_entered"),
     ("trav_nid", "trav_nid_entered"),
@@ -106,14 +119,49 @@ def _generator() -> str:
         return "eir"
 
 
+def column_counts(data: RegistryData) -> dict[str, int]:
+    """Counts derived from the columns (devices by flag, origin and ownership; table sizes)."""
+    c = data.columns
+    owned = cloned = with_sims = 0
+    by_origin, unowned = [0] * len(ORIGINS), [0] * len(ORIGINS)
+    # One C-speed pass over the device columns; the Python loop runs over at most 256 x 2 combinations.
+    for (flags, is_owned), n in Counter(zip(c["dev_flags"], map(bool, c["dev_owner"]), strict=True)).items():
+        by_origin[flags & ORIGIN_MASK] += n
+        if is_owned:
+            owned += n
+        else:
+            unowned[flags & ORIGIN_MASK] += n
+        cloned += n if flags & CLONED else 0
+        with_sims += n if flags & HAS_OPERATOR_SIMS else 0
+    counts = {
+        "devices": len(c["dev_flags"]), "imeis": len(c["imeis"]), "owned": owned, "cloned": cloned,
+        "blocked_devices": len(c["block_dev"]), "blacklisted_imeis": len(c["blacklist_imei"]),
+    }  # fmt: skip
+    for code, origin in enumerate(ORIGINS):
+        counts[f"origin_{origin}"] = by_origin[code]
+        counts["unowned_pre_registry" if origin == "pre_registry" else f"not_activated_{origin}"] = unowned[code]
+    counts.update({
+        "pre_registry": counts["origin_pre_registry"],
+        "operator_sims": len(c["opsim_dev"]), "devices_with_operator_sims": with_sims,
+        "pre_registry_users": len(c["prereg_dev"]),
+        "activation_codes": len(c["code_dev"]), "models": len(data.strings["models"]),
+        "subscribers": len(c["msisdn_key"]), "subscribers_with_imsi": len(c["imsi_key"]),
+        "subscribers_with_national_id": len(c["sub_national_id"]) - c["sub_national_id"].count(0),
+        "subscribers_expired": c["sub_expired"].count(1), "tacs": len(c["tac"]),
+    })  # fmt: skip
+    return counts
+
+
 def encode_snapshot(data: RegistryData, *, created: int, sources: list[str], skipped: int = 0) -> bytes:
     """The complete snapshot file for ``data`` (header + body)."""
-    header, body = _encode(data, created, sources, skipped)
+    header, body, _ = _encode(data, created, sources, skipped)
     return header + body
 
 
-def _encode(data: RegistryData, created: int, sources: list[str], skipped: int) -> tuple[bytes, bytes]:
+def _encode(data: RegistryData, created: int, sources: list[str], skipped: int) -> tuple[bytes, bytes, dict[str, Any]]:
     _check_platform()
+    meta = {"format_version": FORMAT_VERSION, "created": created, "generator": _generator(),
+            "sources": sources, "skipped": skipped, "counts": {**data.counts, **column_counts(data)}}  # fmt: skip
     columns = {}
     for name, tc in COLUMNS.items():
         col = data.columns[name]
@@ -122,20 +170,20 @@ def _encode(data: RegistryData, created: int, sources: list[str], skipped: int) 
             col.byteswap()
         columns[name] = [_TYPES[tc][0], col.tobytes()]
     tree = {
-        "meta": _meta_tree(data, created, sources, skipped),
+        "meta": meta,
         "columns": columns,
         "strings": {name: data.strings[name] for name in STRING_TABLES},
     }  # fmt: skip
     body: bytes = msgpack.packb(tree, use_bin_type=True)
     header = _HEADER.pack(MAGIC, FORMAT_VERSION, len(body), hashlib.sha256(body).digest())
-    return header, body
+    return header, body, meta
 
 
 def write_snapshot(
     data: RegistryData, out: Path, *, created: int, sources: list[str], skipped: int = 0
 ) -> SnapshotMeta:
     """Write ``data`` to ``out`` atomically (temp file in the same directory, fsync, rename)."""
-    header, body = _encode(data, created, sources, skipped)
+    header, body, meta = _encode(data, created, sources, skipped)
     out = Path(out)
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
@@ -151,12 +199,7 @@ def write_snapshot(
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(out.parent)
-    return _decode_meta(_meta_tree(data, created, sources, skipped), header, len(header) + len(body))
-
-
-def _meta_tree(data: RegistryData, created: int, sources: list[str], skipped: int) -> dict[str, Any]:
-    return {"format_version": FORMAT_VERSION, "created": created, "generator": _generator(),
-            "sources": sources, "skipped": skipped, "counts": data.counts}  # fmt: skip
+    return _decode_meta(meta, header, len(header) + len(body))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -213,7 +256,7 @@ def read_snapshot(path: Path) -> Snapshot:
 def decode_snapshot(buf: bytes | bytearray | memoryview, name: str = "<bytes>") -> Snapshot:
     """Verify and decode a snapshot held in memory (the bytes of a snapshot file)."""
     view = memoryview(buf).cast("B")
-    length, digest = _check_header(view[:HEADER_SIZE], len(view), name)
+    _, digest = _check_header(view[:HEADER_SIZE], len(view), name)
     tree = _unpack(view[HEADER_SIZE:], digest, name)
     return _decode_tree(tree, bytes(view[:HEADER_SIZE]), len(view), name)
 
@@ -259,6 +302,8 @@ def _from_tree(tree: Any, header: bytes, size: int) -> Snapshot:
     n_dev, offsets = len(cols["dev_flags"]), cols["dev_imei_offsets"]
     if len(offsets) != n_dev + 1 or offsets[0] != 0 or offsets[-1] != len(cols["imeis"]):
         raise SnapshotError("dev_imei_offsets does not match the device and IMEI columns")
+    if not all(map(operator.lt, offsets, offsets[1:])):  # every device has at least one IMEI
+        raise SnapshotError("dev_imei_offsets is not increasing")
     if len(cols["code_hash"]) != CODE_HASH_BYTES * len(cols["code_dev"]):
         raise SnapshotError("code_hash does not hold one hash per code_dev")
     for col_name, table in _REFS:
@@ -267,6 +312,8 @@ def _from_tree(tree: Any, header: bytes, size: int) -> Snapshot:
     for col_name in _DEV_REFS:
         if max(cols[col_name], default=-1) >= n_dev:
             raise SnapshotError(f"column {col_name} points outside the devices")
+    if max(cols["msisdn_row"], default=-1) >= len(cols["sub_imsi"]):
+        raise SnapshotError("column msisdn_row points outside the subscriber rows")
     meta = tree["meta"]
     counts = {str(k): int(v) for k, v in meta["counts"].items()}
     if counts.get("devices") != n_dev or counts.get("imeis") != len(cols["imeis"]):

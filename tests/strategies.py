@@ -84,3 +84,94 @@ def attach_sequences(draw: st.DrawFn, start: int, max_size: int = 60) -> list[tu
         rows.append((t, imei15(draw(st.sampled_from([*POOL_CORES, 35693803199999]))),
                      draw(st.sampled_from(POOL_SUBSCRIBERS)), draw(st.integers(1, 2))))
     return rows
+
+
+# --- registry records for snapshot round trips (eir.registry / eir.snapshot / eir.index) -------------
+
+#: Registry instants: epoch seconds after the epoch, up to 2100.
+registry_times = st.integers(min_value=1, max_value=4_102_444_800)
+#: National ids as the registry writes them: 1-18 ASCII digits, leading zeros significant.
+national_ids = st.text(DIGITS, min_size=1, max_size=18)
+#: IMSIs: 6-15 digits, MCC not starting with 0.
+imsis = st.integers(min_value=10**5, max_value=10**15 - 1)
+
+
+@st.composite
+def time_forms(draw: st.DrawFn, t: int | None = None) -> tuple[int, object]:
+    """An instant and one accepted registry form: epoch int or float, ISO 8601 with ``Z`` or an offset."""
+    import datetime as _dt
+
+    t = draw(registry_times) if t is None else t
+    form = draw(st.sampled_from(["int", "float", "z", "offset"]))
+    if form == "int":
+        return t, t
+    if form == "float":
+        return t, t + draw(st.sampled_from([0.0, 0.25, 0.999]))
+    if form == "z":
+        return t, _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat().replace("+00:00", "Z")
+    minutes = draw(st.sampled_from([-480, -60, 0, 210, 270, 330]))
+    zone = _dt.timezone(_dt.timedelta(minutes=minutes))
+    return t, _dt.datetime.fromtimestamp(t, zone).isoformat()
+
+
+@st.composite
+def registry_records(draw: st.DrawFn, max_devices: int = 6, max_subscribers: int = 6) -> list[dict[str, Any]]:
+    """A valid registry of every record type, in shuffled order.
+
+    Devices get 1-4 unique IMEIs in any accepted form and random owners, flags, operator SIMs,
+    pre-registry users, blocks and activation codes; subscribers have unique MSISDNs and IMSIs; the
+    blacklist names IMEIs on and off devices; traveler entries go by MSISDN, national id or both.
+    """
+    cores = draw(st.lists(imei_cores, min_size=1, max_size=4 * max_devices, unique=True))
+    numbers = draw(st.lists(msisdn_forms(), min_size=1, max_size=12, unique_by=lambda p: p[0]))
+    records: list[dict[str, Any]] = []
+    i = 0
+    while i < len(cores) and len(records) < max_devices:
+        n = draw(st.integers(1, min(4, len(cores) - i)))
+        device_cores, i = cores[i : i + n], i + n
+        rec: dict[str, Any] = {
+            "type": "device",
+            "imeis": [draw(imei_forms(c))[1] for c in device_cores],
+            "model": draw(st.sampled_from(["", "Samsung SM-J700F", "Nokia 105", "\u06af\u0648\u0634\u06cc"])),
+            "origin": draw(st.sampled_from(["import", "pre_registry", "traveler", "repair", None])),
+        }
+        if draw(st.booleans()):
+            rec["owner"] = draw(st.sampled_from(numbers))[1]
+            rec["owner_since"] = draw(time_forms())[1]
+        for key, values in (("cloned", st.booleans()), ("block", st.sampled_from(["stolen", "lost", "court order"]))):
+            if draw(st.booleans()):
+                rec[key] = draw(values)
+        if draw(st.booleans()):
+            slots = draw(st.lists(st.integers(1, n), max_size=n, unique=True))
+            rec["operator_sims"] = {str(s): draw(st.sampled_from(numbers))[1] for s in slots}
+        if draw(st.booleans()):
+            rec["pre_registry_users"] = [p[1] for p in draw(st.lists(st.sampled_from(numbers), max_size=3))]
+        if draw(st.booleans()):
+            rec["activation_code"] = draw(st.sampled_from(["100000", "999999", "482913", 123456]))
+        records.append(rec)
+    for core in draw(st.lists(st.sampled_from(cores), max_size=3, unique=True)) + draw(
+        st.lists(imei_cores.filter(lambda c: c not in cores), max_size=2, unique=True)
+    ):
+        records.append({"type": "blacklist", "imei": draw(imei_forms(core))[1], "reason": "stolen"})
+    subscribers = draw(st.lists(st.sampled_from(numbers), max_size=max_subscribers, unique_by=lambda p: p[0]))
+    sub_imsis = draw(st.lists(imsis, min_size=len(subscribers), max_size=len(subscribers), unique=True))
+    for (_, text), imsi in zip(subscribers, sub_imsis, strict=True):
+        sub: dict[str, Any] = {"type": "subscriber", "msisdn": text}
+        for key, values in (
+            ("imsi", st.just(str(imsi))), ("national_id", national_ids),
+            ("since", time_forms().map(lambda p: p[1])), ("expired", st.booleans()),
+        ):  # fmt: skip
+            if draw(st.booleans()):
+                sub[key] = draw(values)
+        records.append(sub)
+    for _ in range(draw(st.integers(0, 3))):
+        entry: dict[str, Any] = {"type": "traveler_entry", "entered": draw(time_forms())[1]}
+        who = draw(st.sampled_from(["msisdn", "national_id", "both"]))
+        if who != "national_id":
+            entry["msisdn"] = draw(st.sampled_from(numbers))[1]
+        if who != "msisdn":
+            entry["national_id"] = draw(national_ids)
+        records.append(entry)
+    for tac in draw(st.lists(st.integers(10**6, 10**8 - 1), max_size=3, unique=True)):
+        records.append({"type": "tac", "tac": f"{tac:08d}", "brand": "Brand", "model": f"Model {tac}"})
+    return draw(st.permutations(records))

@@ -17,6 +17,15 @@ def _register() -> None:
 
     main.add_command(replay_cmd)
     main.add_command(check_cmd)
+    from eir.cli.serve import serve
+
+    main.add_command(serve)
+    from eir.cli.events import events
+
+    main.add_command(events)
+    from eir.cli.demo import demo_data
+
+    main.add_command(demo_data)
 
 
 _register()

@@ -47,9 +47,7 @@ def snapshot() -> None:
 
 
 @snapshot.command()
-@click.argument(
-    "registry", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
+@click.argument("registry", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "-o", "--output", "out", required=True, type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Snapshot file to write (replaced atomically).",

@@ -14,6 +14,7 @@ answers it and closes the connection, since the byte stream can no longer be tru
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
 import msgpack
@@ -24,6 +25,7 @@ REQUEST: Final = 0
 RESPONSE: Final = 1
 NOTIFICATION: Final = 2
 MAX_MSGID: Final = 0xFFFF_FFFF
+MAX_ERROR_MESSAGE: Final = 512
 
 # Error codes (the "code" of an error map).
 INVALID_REQUEST: Final = "invalid_request"  # not a msgpack-rpc request: answered, then the connection closes
@@ -77,7 +79,7 @@ class RpcDecoder:
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete message."""
-        return self._fed - self._unpacker.tell()
+        return self._fed - int(self._unpacker.tell())
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Item]:
         """Consume received bytes; return the complete items they finish (a Violation is always last)."""
@@ -154,7 +156,10 @@ def _method(m: Any) -> str | None:
 class RpcEncoder:
     """Response encoder; one per connection (the packer is reused, not thread-safe)."""
 
-    __slots__ = ("_pack", "_packer", "_plain", "_prefix", "_pong")
+    __slots__ = ("_pack", "_packer", "_plain", "_pong", "_prefix")
+    _pack: Callable[[Any], bytes]
+    _packer: Any
+    _pong: bytes
 
     def __init__(self) -> None:
         self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
@@ -182,8 +187,8 @@ class RpcEncoder:
 
     def ok_list(self, msgid: int, results: list[bytes]) -> bytes:
         """``[1, msgid, nil, [results...]]`` around already packed results."""
-        return b"".join((b"\x94\x01", self._pack(msgid), b"\xc0", self._packer.pack_array_header(len(results)),
-                         *results))
+        header: bytes = self._packer.pack_array_header(len(results))
+        return b"".join((b"\x94\x01", self._pack(msgid), b"\xc0", header, *results))
 
     def pong(self, msgid: int) -> bytes:
         """The answer to ``ping``."""
@@ -191,9 +196,10 @@ class RpcEncoder:
 
     def error(self, msgid: int | None, code: str, message: str) -> bytes:
         """``[1, msgid, {"code", "message"}, nil]``; msgid nil when the request had none usable."""
-        return self._pack([RESPONSE, msgid, {"code": code, "message": message[:512]}, None])
+        return self._pack([RESPONSE, msgid, {"code": code, "message": message[:MAX_ERROR_MESSAGE]}, None])
 
 
 def encode_request(msgid: int, method: str, params: Any) -> bytes:
     """A request's bytes (for clients, tests and benchmarks)."""
-    return msgpack.packb([REQUEST, msgid, method, params], use_bin_type=True)  # type: ignore[no-any-return]
+    data: bytes = msgpack.packb([REQUEST, msgid, method, params], use_bin_type=True)
+    return data

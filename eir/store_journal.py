@@ -1,0 +1,469 @@
+"""The journal under the durable stores: a MemoryState that remembers what changed, in batches.
+
+:class:`Journal` overrides every write of :class:`~eir.state.MemoryState`: memory first (``decide``
+reads it), then the changed key is remembered. A batch (:class:`~eir.store_schema.Batch`) is built
+from the *current* in-memory value of every changed key, so a key changed twice between commits is
+written once and the database always converges to the memory state. :mod:`eir.store` decides when
+batches are written (group commit on a thread, or inline for replay). Pruning lives here too: it drops
+from memory what can no longer change a decision and marks those keys, so the next commit deletes them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from eir.events import Event
+from eir.state import MAX_OBSERVATIONS_PER_IMEI, SLOT_BITS, Detection, History, MemoryState, TravelerWindow
+from eir.store_hot import HOUR, Horizon, LoadStats, load_hot
+from eir.store_schema import DEL_SWITCHBACK_BEFORE, PRUNE_OUTBOX, Batch, DbLock
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from eir.rules import RuleSet
+
+RulesProvider = Callable[[], "RuleSet | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Tuning of the durable store; the defaults are what ``eir serve`` uses."""
+
+    #: ``FULL``: every commit is fsync'ed, so answered deadlines also survive power loss (default).
+    #: ``NORMAL``: survives ``kill -9`` (the OS keeps the WAL) but a power cut may lose the last commits.
+    synchronous: str = "FULL"
+    #: Extra time the writer waits to gather more changes into a commit. 0 = commit as soon as the
+    #: previous commit is done (requests arriving meanwhile form the next group).
+    commit_delay_s: float = 0.0
+    #: Observation counts are flushed at least this often (what a crash can lose of them).
+    observation_flush_s: float = 0.5
+    #: Observation rows per transaction: bounds how long a soft flush can delay a waiting answer.
+    observation_chunk: int = 2_000
+    #: How often the pruner runs, and the margin it keeps for attaches that arrive out of time order.
+    prune_interval_s: float = 60.0
+    prune_slack_s: int = 86_400
+    #: In-memory entries examined per event-loop turn while pruning.
+    prune_chunk: int = 20_000
+    #: Keep delivered events this long after their time (0 = keep every event); never deletes an event
+    #: a registered consumer (webhook) has not acknowledged.
+    outbox_retention_s: int = 0
+    #: Outbox rows deleted per prune statement (outbox retention).
+    outbox_prune_chunk: int = 10_000
+    #: Replay (SyncSqliteState): commit every this many attaches, prune every this many.
+    replay_commit_rows: int = 100_000
+    replay_prune_rows: int = 2_000_000
+    #: Back-off after a failed commit (doubles up to the maximum); waiting answers get StoreError.
+    retry_backoff_s: float = 0.05
+    retry_backoff_max_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be FULL or NORMAL, not {self.synchronous!r}")
+        for name in ("commit_delay_s", "observation_flush_s", "prune_interval_s", "retry_backoff_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        for name in ("observation_chunk", "prune_chunk", "outbox_prune_chunk", "replay_commit_rows",
+                     "replay_prune_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+
+
+class Journal(MemoryState):
+    """A MemoryState that remembers which keys changed since the last commit, and builds batches.
+
+    A batch is built from the *current* in-memory value of every changed key, so a key changed twice
+    between commits is written once, and the database always converges to the memory state.
+    """
+
+    def __init__(self, path: Path, config: StoreConfig, rules: RulesProvider | None,
+                 clock: Callable[[], float] | None = None) -> None:
+        super().__init__(keep_outbox=False)  # committed events are read back from the outbox table
+        self.path = path
+        self.config = config
+        self._rules = rules
+        self._clock = clock or time.time
+        self._lock = DbLock(path)
+        self.high_water = 0  # latest attach time seen: the clock of pruning (log time in a replay)
+        self._saved_high_water = 0
+        self.committed_seq = 0
+        self.load_stats = LoadStats()
+        self.consumers: dict[str, int] = {}
+        self._kinds: dict[str, int] = {}
+        self._kind_names: dict[int, str] = {}
+        self._new_kinds: list[tuple[int, str]] = []
+        # Promise changes since the last batch.
+        self._dirty = False
+        self._d_grace: set[tuple[int, int, int]] = set()
+        self._d_activation: set[int] = set()
+        self._d_window: set[int] = set()
+        self._d_quota: set[str] = set()
+        self._d_detection: set[int] = set()
+        self._d_switchback: set[int] = set()
+        self._d_mark: set[tuple[str, int, int, int]] = set()
+        self._d_consumer: dict[str, int] = {}
+        self._new_events: list[Event] = []
+        # Soft changes: observation deltas per (imei, msisdn, slot), then queued rows for the writer.
+        self._obs: dict[tuple[int, int, int], list[int]] = {}
+        self._trim: set[int] = set()
+        self._obs_q: list[tuple[int, int, int, int, int, int]] = []
+        self._last_q: list[tuple[int, int, int]] = []
+        self._trim_q: list[int] = []
+        self._maintenance: list[tuple[str, tuple[int, ...]]] = []
+        self._observed = 0  # attaches observed since the soft part was last queued
+        self._observe_limit = 1 << 62
+
+    # --- write overrides: memory first (decide reads it), then remember the key --------------------
+
+    def _changed(self) -> None:
+        """The first promise change since the last batch (the async store wakes its writer)."""
+        self._dirty = True
+
+    def observe(self, imei: int, msisdn: int, slot: int, t: int) -> History:
+        # The hot path of every attach: MemoryState.observe inlined (tests/test_store.py checks that
+        # both keep the same in-memory history) plus the observation delta for the next soft flush.
+        hs = self.histories
+        h = hs.get(imei)
+        if h is None:
+            h = hs[imei] = History()
+        seen = h.seen
+        key = msisdn << SLOT_BITS | slot
+        rec = seen.get(key)
+        if rec is None:
+            if len(seen) >= MAX_OBSERVATIONS_PER_IMEI:
+                oldest = min(seen, key=lambda k: seen[k][1])
+                del seen[oldest]
+            seen[key] = [t, t, 1]
+            self._trim.add(imei)  # a new (subscriber, slot) row: the IMEI's history may exceed the bound
+        else:
+            if t > rec[1]:
+                rec[1] = t
+            rec[2] += 1
+        if t >= h.last_time:
+            h.last_msisdn = msisdn
+            h.last_time = t
+        okey = (imei, msisdn, slot)
+        d = self._obs.get(okey)
+        if d is None:
+            self._obs[okey] = [t, t, 1]
+        else:
+            if t < d[0]:
+                d[0] = t
+            if t > d[1]:
+                d[1] = t
+            d[2] += 1
+        if t > self.high_water:
+            self.high_water = t
+        self._observed += 1
+        if self._observed >= self._observe_limit:
+            self._observed_enough()
+        return h
+
+    def _observed_enough(self) -> None:
+        """Called every ``_observe_limit`` attaches (the replay store commits there)."""
+        self._observed = 0
+
+    def put_grace(self, kind: int, imei: int, msisdn: int, start: int, deadline: int) -> None:
+        super().put_grace(kind, imei, msisdn, start, deadline)
+        self._d_grace.add((imei, msisdn, kind))
+        if not self._dirty:
+            self._changed()
+
+    def drop_graces(self, imei: int, msisdn: int) -> list[int]:
+        dropped = super().drop_graces(imei, msisdn)
+        for kind in dropped:
+            self._d_grace.add((imei, msisdn, kind))
+        if dropped and not self._dirty:
+            self._changed()
+        return dropped
+
+    def put_activation(self, device_key: int, first_seen: int, deadline: int) -> None:
+        super().put_activation(device_key, first_seen, deadline)
+        self._d_activation.add(device_key)
+        if not self._dirty:
+            self._changed()
+
+    def put_window(self, imei: int, w: TravelerWindow) -> None:
+        super().put_window(imei, w)
+        self._d_window.add(imei)
+        if not self._dirty:
+            self._changed()
+
+    def put_quota(self, identity: str, start: int) -> None:
+        super().put_quota(identity, start)
+        self._d_quota.add(identity)
+        if not self._dirty:
+            self._changed()
+
+    def add_switchback(self, imei: int, t: int, window_s: int) -> None:
+        super().add_switchback(imei, t, window_s)
+        self._d_switchback.add(imei)
+        if not self._dirty:
+            self._changed()
+
+    def put_detection(self, imei: int, d: Detection) -> None:
+        super().put_detection(imei, d)
+        self._d_detection.add(imei)
+        if not self._dirty:
+            self._changed()
+
+    def put_mark(self, key: tuple[str, int, int, int], t: int) -> None:
+        super().put_mark(key, t)
+        self._d_mark.add(key)
+        if t > self.high_water:
+            self.high_water = t
+        if not self._dirty:
+            self._changed()
+
+    def append_event(self, ev: Event) -> Event:
+        ev = super().append_event(ev)
+        self._new_events.append(ev)
+        if not self._dirty:
+            self._changed()
+        return ev
+
+    def set_consumer(self, name: str, seq: int) -> None:
+        """Record a delivery consumer's last acknowledged ``seq`` (committed with the next batch)."""
+        if seq > self.consumers.get(name, 0):
+            self.consumers[name] = seq
+            self._d_consumer[name] = seq
+            if not self._dirty:
+                self._changed()
+
+    def consumer_seq(self, name: str) -> int:
+        """The last ``seq`` a consumer acknowledged (0 = none yet)."""
+        return self.consumers.get(name, 0)
+
+    # --- batches -----------------------------------------------------------------------------------
+
+    def _kind_id(self, name: str) -> int:
+        i = self._kinds.get(name)
+        if i is None:
+            i = self._kinds[name] = len(self._kinds) + 1
+            self._kind_names[i] = name
+            self._new_kinds.append((i, name))
+        return i
+
+    def _take_promises(self, b: Batch) -> None:
+        """Move every promise change into ``b`` (rows from the current memory values)."""
+        self._dirty = False
+        graces = self.graces
+        for key in self._d_grace:
+            g = graces.get(key)
+            if g is None:
+                b.grace_del.append(key)
+            else:
+                b.grace_put.append((key[0], key[1], key[2], g.start, g.deadline))
+        self._d_grace = set()
+        for dk in self._d_activation:
+            a = self.activations.get(dk)
+            if a is None:
+                b.activation_del.append(dk)
+            else:
+                b.activation_put.append((dk, a.first_seen, a.deadline))
+        self._d_activation = set()
+        for imei in self._d_window:
+            w = self.windows.get(imei)
+            if w is None:
+                b.window_del.append(imei)
+            else:
+                b.window_put.append((imei, w.start, w.deadline, w.period_end, w.identity, w.msisdn))
+        self._d_window = set()
+        for ident in self._d_quota:
+            q = self.quotas.get(ident)
+            if q is None:
+                b.quota_del.append(ident)
+            else:
+                b.quota_put.append((ident, q))
+        self._d_quota = set()
+        for imei in self._d_detection:
+            det = self.detections.get(imei)
+            if det is None:
+                b.detection_del.append(imei)
+            else:
+                b.detection_put.append((imei, det.time, int(det.enforced), list(det.subscribers)))
+        self._d_detection = set()
+        for imei in self._d_switchback:
+            h = self.histories.get(imei)
+            sb = h.switchbacks if h is not None else None
+            if sb:
+                b.switchback_put.append((imei, max(sb), list(sb)))
+            else:
+                b.switchback_del.append(imei)
+        self._d_switchback = set()
+        marks = self.marks
+        kid = self._kind_id
+        for mk in self._d_mark:
+            t = marks.get(mk)
+            if t is None:
+                b.mark_del.append((kid(mk[0]), mk[1], mk[2], mk[3]))
+            else:
+                b.mark_put.append((kid(mk[0]), mk[1], mk[2], mk[3], t))
+        self._d_mark = set()
+        b.mark_kinds, self._new_kinds = self._new_kinds, []
+        b.events, self._new_events = self._new_events, []
+        if b.events:
+            b.meta.append(("last_seq", b.events[-1].seq))
+        if self.high_water != self._saved_high_water:
+            b.meta.append(("high_water", self.high_water))
+            self._saved_high_water = self.high_water
+        if self._d_consumer:
+            b.consumers = list(self._d_consumer.items())
+            self._d_consumer = {}
+
+    def _queue_soft(self) -> None:
+        """Snapshot the observation deltas (and last attaches) into the writer's queues."""
+        obs = self._obs
+        self._observed = 0
+        if not obs:
+            return
+        self._obs = {}
+        self._obs_q.extend((k[0], k[1], k[2], v[0], v[1], v[2]) for k, v in obs.items())
+        hs = self.histories
+        lq = self._last_q
+        for imei in {k[0] for k in obs}:
+            h = hs.get(imei)
+            if h is not None:
+                lq.append((imei, h.last_msisdn, h.last_time))
+        if self._trim:
+            self._trim_q.extend(self._trim)
+            self._trim = set()
+
+    def _soft_queued(self) -> bool:
+        return bool(self._obs_q or self._last_q or self._trim_q)
+
+    def _take_soft(self, b: Batch, limit: int) -> None:
+        """Move up to ``limit`` queued observation rows (and their last-attach rows) into ``b``."""
+        q = self._obs_q
+        b.observations, self._obs_q = q[:limit], q[limit:]
+        lq = self._last_q
+        b.lasts, self._last_q = lq[:limit], lq[limit:]
+        if not self._obs_q:
+            # Trims after the upserts that may have grown the histories (same or an earlier batch).
+            tq = self._trim_q
+            b.trim, self._trim_q = tq[:limit], tq[limit:]
+
+    def _take_maintenance(self, b: Batch, n: int) -> None:
+        b.maintenance, self._maintenance = self._maintenance[:n], self._maintenance[n:]
+
+    def _requeue(self, b: Batch) -> None:
+        """Put a batch that failed to commit back: nothing it carried is lost, it is retried."""
+        self._d_grace.update(r[:3] for r in b.grace_put)
+        self._d_grace.update(b.grace_del)
+        self._d_activation.update(r[0] for r in b.activation_put)
+        self._d_activation.update(b.activation_del)
+        self._d_window.update(r[0] for r in b.window_put)
+        self._d_window.update(b.window_del)
+        self._d_quota.update(r[0] for r in b.quota_put)
+        self._d_quota.update(b.quota_del)
+        self._d_detection.update(r[0] for r in b.detection_put)
+        self._d_detection.update(b.detection_del)
+        self._d_switchback.update(r[0] for r in b.switchback_put)
+        self._d_switchback.update(b.switchback_del)
+        names = self._kind_names
+        self._d_mark.update((names[r[0]], r[1], r[2], r[3]) for r in b.mark_put)
+        self._d_mark.update((names[r[0]], r[1], r[2], r[3]) for r in b.mark_del)
+        self._new_kinds = b.mark_kinds + self._new_kinds
+        self._new_events = b.events + self._new_events
+        self._saved_high_water = -1  # rewrite it
+        for name, seq in b.consumers:
+            self._d_consumer.setdefault(name, seq)
+        self._obs_q = b.observations + self._obs_q
+        self._last_q = b.lasts + self._last_q
+        self._trim_q = b.trim + self._trim_q
+        self._maintenance = b.maintenance + self._maintenance
+        if b.promises:
+            self._dirty = True
+
+    def _committed(self, b: Batch) -> None:
+        if b.events:
+            self.committed_seq = b.events[-1].seq
+
+    # --- load and prune ----------------------------------------------------------------------------
+
+    def _current_rules(self) -> RuleSet | None:
+        return self._rules() if self._rules is not None else None
+
+    def _load(self, conn: sqlite3.Connection) -> LoadStats:
+        """Fill memory from the database (runs before the state is shared with anyone)."""
+        stats = load_hot(conn, self, self.config.prune_slack_s, self._current_rules(), self._kinds,
+                         self.consumers, int(self._clock()))
+        self._kind_names = {i: n for n, i in self._kinds.items()}
+        self.high_water = self._saved_high_water = stats.high_water
+        self.committed_seq = stats.next_seq - 1
+        # Rows that load_hot skipped as expired are deleted by the first commit.
+        self._d_mark.update(stats.expired_marks)
+        self._d_window.update(stats.expired_windows)
+        self._d_quota.update(stats.expired_quotas)
+        self._maintenance.append((DEL_SWITCHBACK_BEFORE, (self._horizon().history_cutoff,)))
+        if stats.expired_marks or stats.expired_windows or stats.expired_quotas:
+            self._dirty = True
+        stats.expired_marks, stats.expired_windows, stats.expired_quotas = [], [], []
+        self.load_stats = stats
+        return stats
+
+    def _horizon(self) -> Horizon:
+        # The engine clock is the latest attach time, but never later than the wall clock: a caller
+        # sending a far-future time must not make the pruner forget live state.
+        now = min(self.high_water, int(self._clock()))
+        return Horizon.of(now, self.config.prune_slack_s, self._current_rules())
+
+    def _prune_steps(self) -> Iterator[int]:
+        """Drop from memory what can no longer change a decision; yields after every chunk.
+
+        Dropped keys are marked changed, so the next commit deletes their rows. Between chunks the
+        dicts may change (the service keeps deciding): each entry is re-checked before it is dropped.
+        """
+        hz = self._horizon()
+        chunk = self.config.prune_chunk
+        dropped = 0
+        marks = self.marks
+        items = list(marks.items())
+        for i in range(0, len(items), chunk):
+            for key, t in items[i:i + chunk]:
+                if hz.mark_expired(key, t) and marks.get(key) == t:
+                    del marks[key]
+                    self._d_mark.add(key)
+                    dropped += 1
+            yield dropped
+        windows = self.windows
+        for imei, w in list(windows.items()):
+            if hz.window_expired(w) and windows.get(imei) is w:
+                del windows[imei]
+                self._d_window.add(imei)
+                dropped += 1
+        quotas = self.quotas
+        for ident, start in list(quotas.items()):
+            if hz.quota_expired(start) and quotas.get(ident) == start:
+                del quotas[ident]
+                self._d_quota.add(ident)
+                dropped += 1
+        # Detection times older than the safety bound's hour no longer count (what load keeps, too).
+        self.enforced_since(hz.now - HOUR - hz.slack)
+        yield dropped
+        cut = hz.history_cutoff
+        hs = self.histories
+        hitems = list(hs.items())
+        for i in range(0, len(hitems), chunk):
+            for imei, h in hitems[i:i + chunk]:
+                if h.last_time <= cut and hs.get(imei) is h:
+                    del hs[imei]
+                    if h.switchbacks:
+                        self._d_switchback.add(imei)
+                    dropped += 1
+            yield dropped
+        retention = self.config.outbox_retention_s
+        if retention:
+            # Only events every registered consumer has acknowledged, and old enough.
+            upto = min(self.consumers.values(), default=self.committed_seq)
+            n = self.config.outbox_prune_chunk
+            self._maintenance.extend((PRUNE_OUTBOX, (upto, hz.now - retention, n)) for _ in range(8))
+        if dropped and not self._dirty:
+            self._changed()
+        yield dropped
+
+    def _close_lock(self) -> None:
+        self._lock.release()

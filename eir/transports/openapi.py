@@ -1,0 +1,124 @@
+"""The OpenAPI 3.0 description of the HTTP API (served as ``GET /openapi.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eir.model import Reason, Verdict
+
+
+def _problem_ref(desc: str) -> dict[str, Any]:
+    return {"description": desc,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}}
+
+
+def _json(schema: dict[str, Any], desc: str) -> dict[str, Any]:
+    return {"description": desc, "content": {"application/json": {"schema": schema}}}
+
+
+def _query_param(name: str, required: bool, desc: str, pattern: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern:
+        schema["pattern"] = pattern
+    return {"name": name, "in": "query", "required": required, "description": desc, "schema": schema}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The document; built once per application."""
+    check_query = {
+        "type": "object", "required": ["imei"], "additionalProperties": False,
+        "properties": {
+            "imei": {"type": "string", "description": "14-16 digits, optional imei-/imeisv- prefix"},
+            "msisdn": {"type": "string", "nullable": True, "description": "any common form; normalised to E.164"},
+            "imsi": {"type": "string", "nullable": True, "description": "used for the MSISDN when none is given"},
+            "slot": {"type": "integer", "minimum": 1, "maximum": 16, "nullable": True},
+            "time": {"nullable": True, "description": "ISO 8601 with offset, or epoch seconds; null = now",
+                     "oneOf": [{"type": "string"}, {"type": "number"}]},
+        },
+    }  # fmt: skip
+    decision = {
+        "type": "object",
+        "properties": {
+            "imei": {"type": "string", "nullable": True, "description": "14-digit core; null when malformed"},
+            "msisdn": {"type": "string", "nullable": True}, "slot": {"type": "integer"},
+            "roamer": {"type": "boolean"},
+            "time": {"type": "string", "format": "date-time"}, "time_epoch": {"type": "integer"},
+            "verdict": {"type": "string", "enum": [v.name for v in Verdict]},
+            "status": {"type": "string", "enum": [v.status for v in Verdict]},
+            "reason": {"type": "string", "enum": [r.value for r in Reason]},
+            "deadline": {"type": "string", "format": "date-time", "nullable": True},
+            "deadline_epoch": {"type": "integer", "nullable": True},
+        },
+    }  # fmt: skip
+    problem = {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"},
+            "cause": {"type": "string"},
+            "invalidParams": {"type": "array", "items": {"type": "object", "properties": {
+                "param": {"type": "string"}, "reason": {"type": "string"}}}},
+        },
+    }  # fmt: skip
+    doc_obj = {"type": "object"}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "EIR decision engine", "version": "1",
+                 "description": "3GPP TS 29.511 N5g-eir equipment identity check, the full-decision JSON API, "
+                                "health, readiness, metrics and admin."},
+        "paths": {
+            "/n5g-eir-eic/v1/equipment-status": {"get": {
+                "operationId": "GetEquipmentStatus", "tags": ["N5g-eir"],
+                "parameters": [
+                    _query_param("pei", True, "IMEI/IMEISV PEI", r"^(imei-[0-9]{15}|imeisv-[0-9]{16})$"),
+                    _query_param("supi", False, "imsi-<digits>: MSISDN looked up in the snapshot",
+                                 "^imsi-[0-9]{5,15}$"),
+                    _query_param("gpsi", False, "msisdn-<digits>", "^msisdn-[0-9]{5,15}$"),
+                ],
+                "responses": {
+                    "200": _json({"type": "object", "required": ["status"], "properties": {"status": {
+                        "type": "string", "enum": ["WHITELISTED", "GREYLISTED", "BLACKLISTED"]}}},
+                        "EirResponseData"),
+                    "400": _problem_ref("MANDATORY_QUERY_PARAM_MISSING / MANDATORY_QUERY_PARAM_INCORRECT / "
+                                        "INVALID_QUERY_PARAM"),
+                    "503": _problem_ref("NOT_READY: no snapshot loaded yet"),
+                },
+            }},
+            "/v1/check": {"post": {
+                "operationId": "Check", "tags": ["decisions"],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "oneOf": [check_query, {"type": "array", "items": check_query, "maxItems": 10_000}]}}}},
+                "responses": {
+                    "200": _json({"oneOf": [decision, {"type": "array", "items": decision}]},
+                                 "the decision (or decisions, in order)"),
+                    "400": _problem_ref("INVALID_MSG_FORMAT (invalidParams names the item and field)"),
+                    "413": _problem_ref("TOO_LARGE: body or list over the limit"),
+                    "503": _problem_ref("NOT_READY"),
+                },
+            }},
+            "/healthz": {"get": {"operationId": "Health", "responses": {"200": _json(doc_obj, "alive")}}},
+            "/readyz": {"get": {"operationId": "Ready", "responses": {
+                "200": _json(doc_obj, "serving: snapshot and rules identity"),
+                "503": _json(doc_obj, "no snapshot loaded yet")}}},
+            "/metrics": {"get": {"operationId": "Metrics", "responses": {"200": {
+                "description": "Prometheus text exposition",
+                "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/openapi.json": {"get": {"operationId": "OpenApi", "responses": {"200": _json(doc_obj, "this document")}}},
+            "/v1/admin/reload": {"post": {
+                "operationId": "AdminReload", "tags": ["admin"], "security": [{"bearer": []}],
+                "parameters": [{"name": "force", "in": "query", "required": False,
+                                "description": "skip the share-jump safety check",
+                                "schema": {"type": "boolean", "default": False}}],
+                "responses": {
+                    "200": _json(doc_obj, "swapped: the new snapshot/rules identity and IMEI shares"),
+                    "401": _problem_ref("missing or wrong bearer token"),
+                    "403": _problem_ref("ADMIN_DISABLED: EIR_ADMIN_TOKEN is not set"),
+                    "409": _problem_ref("RELOAD_REFUSED (safety check) / RELOAD_IN_PROGRESS"),
+                    "422": _problem_ref("RELOAD_FAILED: checksum, format or rule error; the old bundle serves"),
+                },
+            }},
+        },
+        "components": {
+            "schemas": {"ProblemDetails": problem, "CheckQuery": check_query, "Decision": decision},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,357 @@
+"""One msgpack RPC connection: decoding, dispatch, answer order, flow control (server: eir.transports.rpc).
+
+Each connection is an :class:`asyncio.Protocol`. Received bytes are decoded into requests that are
+answered on the spot, at most ``limits.loop_budget`` decisions per event-loop turn: a longer backlog
+(a big batch, a burst of pipelined calls) continues on the next turn and reading from that client
+pauses until it is done, so one client never holds the loop for long and never buffers unboundedly.
+
+Answer order: answers are written in request order, except that a decision which creates durable
+state (a new grace, window or event) is answered only after the store's group commit, so its answer
+may come after answers to later requests on the same connection. Clients match answers by ``msgid``.
+
+Back-pressure: when a client's unread answers exceed ``limits.write_buffer_bytes``, the server stops
+reading from it; a client that stays that way past the idle timeout is disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Final
+
+from eir.engine import Bundle, Engine
+from eir.model import Decision, Query
+from eir.query import RequestError, build_query, parse_time
+from eir.service import pinned
+from eir.store_schema import StoreError
+from eir.transports.rpc_codec import (
+    INVALID_PARAMS,
+    NOT_READY,
+    OVERLOADED,
+    TOO_LARGE,
+    UNAVAILABLE,
+    UNKNOWN_METHOD,
+    Notification,
+    Request,
+    RpcDecoder,
+    RpcEncoder,
+    Violation,
+)
+
+if TYPE_CHECKING:
+    from eir.transports.rpc import RpcServer
+
+log = logging.getLogger("eir.rpc")
+METHODS: Final = ("check", "check_batch", "ping")
+
+
+class _Batch:
+    """A ``check_batch`` in progress: parse every item first (all or nothing), then decide."""
+
+    __slots__ = ("bundle", "engine", "held", "items", "msgid", "now", "parts", "pos", "queries", "started")
+
+    def __init__(self, msgid: int, engine: Engine, items: list[Any], now: int) -> None:
+        self.msgid = msgid
+        self.engine = engine
+        self.bundle = engine.bundle
+        self.items = items
+        self.now = now
+        self.queries: list[Query] = []
+        self.parts: list[bytes] = []
+        self.pos = 0
+        self.held = False
+        self.started = perf_counter()
+
+
+def _query(b: Bundle, p: Any, now: int) -> Query:
+    """``[imei, msisdn, slot?, time?, imsi?]`` -> Query (RequestError when unusable)."""
+    if type(p) is not list or not 2 <= len(p) <= 5:
+        raise RequestError("params", type(p).__name__, "expected [imei, msisdn, slot?, time?, imsi?]")
+    n = len(p)
+    t = p[3] if n > 3 else None
+    return build_query(b.index, b.rules, now if t is None else parse_time(t), p[0], p[1],
+                       p[2] if n > 2 else None, p[4] if n > 4 else None)
+
+
+class RpcConnection(asyncio.Protocol):
+    """One client connection (usable without a socket: give it any transport-like object)."""
+
+    def __init__(self, server: RpcServer) -> None:
+        self.server = server
+        svc = server.service
+        self.svc = svc
+        self.limits = svc.config.limits
+        self.metrics = svc.metrics
+        self.decoder = RpcDecoder(self.limits.max_message_bytes)
+        self.enc = RpcEncoder()
+        self.queue: deque[Request | Notification | Violation | _Batch] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.reading = True
+        self.write_paused = False
+        self.scheduled = False
+        self.closing = False
+        self.draining = False
+        self.holding = 0  # answers waiting for a group commit
+        self.last_active = 0.0
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # --- asyncio.Protocol ----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.last_active = self.server.loop.time()
+        transport.set_write_buffer_limits(high=self.limits.write_buffer_bytes)
+        if not self.server.admit(self):
+            transport.write(self.enc.error(None, OVERLOADED, "too many connections"))
+            self.close("overloaded")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.queue.clear()
+        self.server.forget(self)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def eof_received(self) -> bool:
+        # Half-close: keep the transport open to answer what was sent, close when done.
+        self.draining = True
+        self._maybe_finish()
+        return True
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.last_active = self.server.loop.time()
+        if self.queue:
+            self._schedule()
+        else:
+            self._resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        items = self.decoder.feed(data)
+        if items:
+            self.queue.extend(items)
+            if not self.scheduled and not self.write_paused:
+                self.run()
+
+    # --- processing ----------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Answer queued requests within the loop budget; continue on the next turn if more remain."""
+        self.scheduled = False
+        if self.closing or self.transport is None:
+            return
+        out: list[bytes] = []
+        held: list[tuple[int, bytes]] = []
+        try:
+            fatal = self._work(out, held)
+        # Last-resort guard, the one place allowed to catch everything: a bug reached by one client's
+        # input must cost that client its connection, never the process or the other clients.
+        except Exception:
+            log.exception("rpc connection failed; closing it")
+            self.metrics.rpc_closed.labels("internal_error").inc()
+            self.transport.abort()
+            return
+        if out:
+            self.transport.write(b"".join(out))
+        if held:
+            self._hold(held)
+        if fatal is not None:
+            self.close(fatal)
+            return
+        self.last_active = self.server.loop.time()
+        if self.queue and not self.closing:
+            self._pause_reading()
+            if not self.write_paused:
+                self._schedule()
+        else:
+            if not self.write_paused:
+                self._resume_reading()
+            self._maybe_finish()
+
+    def _work(self, out: list[bytes], held: list[tuple[int, bytes]]) -> str | None:
+        """Answer within the budget; returns the cause when the connection must close."""
+        budget = self.limits.loop_budget
+        queue = self.queue
+        while queue and budget > 0:
+            item = queue[0]
+            if type(item) is Request:
+                queue.popleft()
+                budget -= 1
+                if item.method == "check":
+                    self._check(item, out, held)
+                elif item.method == "check_batch":
+                    job = self._start_batch(item, out)
+                    if job is not None:
+                        queue.appendleft(job)
+                elif item.method == "ping":
+                    out.append(self.enc.pong(item.msgid))
+                else:
+                    self._error(out, item.msgid, UNKNOWN_METHOD, f"unknown method {item.method[:64]!r}; "
+                                f"methods: {', '.join(METHODS)}")
+            elif type(item) is _Batch:
+                budget = self._continue_batch(item, budget, out, held)
+            elif type(item) is Violation:
+                queue.clear()
+                self._error(out, item.msgid, item.code, item.message)
+                return item.code
+            else:  # Notification: nothing to answer
+                queue.popleft()
+        return None
+
+    def _error(self, out: list[bytes], msgid: int | None, code: str, message: str) -> None:
+        self.metrics.rpc_errors.labels(code).inc()
+        out.append(self.enc.error(msgid, code, message))
+
+    def _check(self, req: Request, out: list[bytes], held: list[tuple[int, bytes]]) -> None:
+        started = perf_counter()
+        engine = self.svc.engine
+        if engine is None:
+            self._error(out, req.msgid, NOT_READY, "no snapshot loaded yet")
+            return
+        try:
+            q = _query(engine.bundle, req.params, self.svc.clock())
+        except RequestError as e:
+            self._error(out, req.msgid, INVALID_PARAMS, str(e))
+            return
+        d: Decision = engine.check(q)
+        self.metrics.decisions[d.reason] += 1
+        answer = self.enc.ok(req.msgid, self.enc.result(d))
+        durable = self.svc.durable
+        if durable is not None and durable.needs_barrier(d):
+            held.append((req.msgid, answer))
+        else:
+            out.append(answer)
+        self.metrics.latency[("rpc", "check")].observe(perf_counter() - started)
+
+    def _start_batch(self, req: Request, out: list[bytes]) -> _Batch | None:
+        engine = self.svc.engine
+        if engine is None:
+            self._error(out, req.msgid, NOT_READY, "no snapshot loaded yet")
+            return None
+        p = req.params
+        if type(p) is not list or len(p) != 1 or type(p[0]) is not list:
+            self._error(out, req.msgid, INVALID_PARAMS, "expected [[query, ...]]")
+            return None
+        items = p[0]
+        if len(items) > self.limits.max_batch:
+            self._error(out, req.msgid, TOO_LARGE, f"batch of {len(items)} > {self.limits.max_batch} queries")
+            return None
+        return _Batch(req.msgid, engine, items, self.svc.clock())
+
+    def _continue_batch(self, job: _Batch, budget: int, out: list[bytes], held: list[tuple[int, bytes]]) -> int:
+        """Advance a batch by up to ``budget`` items; returns the budget left."""
+        items, n = job.items, len(job.items)
+        if len(job.queries) < n:  # phase 1: parse every item before deciding any
+            end = min(n, job.pos + budget)
+            b, now, queries = job.bundle, job.now, job.queries
+            for i in range(job.pos, end):
+                try:
+                    queries.append(_query(b, items[i], now))
+                except RequestError as e:
+                    self.queue.popleft()
+                    self._error(out, job.msgid, INVALID_PARAMS, f"query {i}: {e}")
+                    return budget - (i - job.pos + 1)
+            budget -= end - job.pos
+            job.pos = 0 if end == n else end
+            if end < n or budget <= 0:
+                return budget
+        # phase 2: decide, on the bundle the batch started with even if a reload swapped it since
+        engine = pinned(job.engine, job.bundle)
+        end = min(n, job.pos + budget)
+        parts, result, count = job.parts, self.enc.result, self.metrics.decisions
+        durable = self.svc.durable
+        for q in job.queries[job.pos : end]:
+            d = engine.check(q)
+            count[d.reason] += 1
+            parts.append(result(d))
+            if durable is not None and not job.held and durable.needs_barrier(d):
+                job.held = True
+        budget -= end - job.pos
+        job.pos = end
+        if end == n:
+            self.queue.popleft()
+            answer = self.enc.ok_list(job.msgid, parts)
+            if job.held:
+                held.append((job.msgid, answer))
+            else:
+                out.append(answer)
+            self.metrics.latency[("rpc", "check_batch")].observe(perf_counter() - job.started)
+        return budget
+
+    def _hold(self, answers: list[tuple[int, bytes]]) -> None:
+        """Write answers of state-creating decisions once the store has committed their changes."""
+        durable = self.svc.durable
+        assert durable is not None
+        commit = durable.barrier()  # covers every change made so far, these decisions' included
+        self.holding += 1
+
+        async def commit_then_write() -> None:
+            try:
+                await commit
+                data = b"".join(a for _, a in answers)
+            except StoreError as e:
+                # Not committed: the deadline these answers announce could be forgotten, so they are
+                # not sent. The client gets an error and may retry (the store retries the commit).
+                log.error("state commit failed; %d answer(s) withheld: %s", len(answers), e)
+                for _ in answers:
+                    self.metrics.rpc_errors.labels(UNAVAILABLE).inc()
+                data = b"".join(self.enc.error(msgid, UNAVAILABLE, "state store unavailable; retry")
+                                for msgid, _ in answers)
+            finally:
+                self.holding -= 1
+            if not self.closing and self.transport is not None:
+                self.transport.write(data)
+            self._maybe_finish()
+
+        self.server.spawn(commit_then_write())
+
+    # --- flow control and closing --------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        if not self.scheduled:
+            self.scheduled = True
+            self.server.loop.call_soon(self.run)
+
+    def _pause_reading(self) -> None:
+        if self.reading and self.transport is not None and not self.closing:
+            self.reading = False
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if not self.reading and not self.draining and self.transport is not None and not self.closing:
+            self.reading = True
+            self.transport.resume_reading()
+
+    def drain(self) -> None:
+        """Server shutdown: read nothing more, answer what was received, then close."""
+        self.draining = True
+        self._pause_reading()
+        self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        if self.draining and not self.queue and not self.holding and not self.scheduled:
+            self.close("drain")
+
+    def close(self, cause: str) -> None:
+        """Close after the buffered answers are flushed."""
+        if self.transport is not None and not self.transport.is_closing():
+            if cause not in ("drain", "client"):
+                self.metrics.rpc_closed.labels(cause).inc()
+            self.transport.close()
+        self.closing = True
+
+    def abort(self, cause: str) -> None:
+        """Drop the connection now (answers not flushed)."""
+        self.metrics.rpc_closed.labels(cause).inc()
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
