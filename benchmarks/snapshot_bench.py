@@ -39,10 +39,10 @@ def hwm():
     return 0
 from eir.index import Index
 base = rss()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 ix = Index.from_snapshot(sys.argv[1])
-t1 = time.perf_counter()
-out = {"load_s": t1 - t0, "rss": rss(), "hwm": hwm(), "baseline_rss": base, "imeis": ix.n_imeis}
+t1, c1 = time.perf_counter(), time.process_time()
+out = {"load_s": t1 - t0, "load_cpu_s": c1 - c0, "rss": rss(), "hwm": hwm(), "baseline_rss": base, "imeis": ix.n_imeis}
 cores = [ix.device_key(d) for d in range(0, ix.n_devices, max(1, ix.n_devices // 200000))]
 lookup = ix.lookup
 t0 = time.perf_counter()
@@ -56,12 +56,12 @@ _BUILD_PROBE = """
 import json, sys, time
 from pathlib import Path
 from eir.snapshot import build_snapshot
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 r = build_snapshot([Path(sys.argv[1])], Path(sys.argv[2]), skip_invalid=False)
-wall = time.perf_counter() - t0
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 with open("/proc/self/status") as f:
     hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
-print(json.dumps({"build_s": wall, "hwm": hwm, "counts": dict(r.meta.counts), "size": r.meta.size}))
+print(json.dumps({"build_s": wall, "build_cpu_s": cpu, "hwm": hwm, "counts": dict(r.meta.counts), "size": r.meta.size}))
 """
 
 
@@ -156,9 +156,12 @@ def run(devices: int, seed: int, work: Path, registry: Path | None = None) -> di
         "snapshot_bytes": built["size"],
         "counts": built["counts"],
         "build_s": round(built["build_s"], 3),
+        "build_cpu_s": round(built["build_cpu_s"], 3),
         "build_peak_rss_bytes": built["hwm"],
         "load_s_median": round(statistics.median(x["load_s"] for x in loads), 3),
         "load_s_all": [round(x["load_s"], 3) for x in loads],
+        "load_cpu_s_median": round(statistics.median(x["load_cpu_s"] for x in loads), 3),
+        "load_average_1m": os.getloadavg()[0],
         "rss_after_load_bytes": rss,
         "baseline_rss_bytes": int(statistics.median(x["baseline_rss"] for x in loads)),
         "peak_rss_during_load_bytes": int(statistics.median(x["hwm"] for x in loads)),

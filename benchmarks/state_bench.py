@@ -170,9 +170,8 @@ _COPY = {
     "switchback": "INSERT INTO switchback SELECT imei + :off, last, times FROM src.switchback",
     "mark": "INSERT INTO mark SELECT kind, subject + :off, msisdn, extra, time FROM src.mark",
     "outbox": "INSERT INTO outbox SELECT seq + :k * (SELECT max(seq) FROM src.outbox), time, body FROM src.outbox",
-    "observation": ("INSERT INTO observation SELECT imei + :off, msisdn, slot, first, last, count "
+    "observation": ("INSERT INTO observation SELECT imei + :off, msisdn, slot, first, last, count, ord "
                     "FROM src.observation"),
-    "imei_last": "INSERT INTO imei_last SELECT imei + :off, msisdn, time FROM src.imei_last",
 }
 
 

@@ -102,16 +102,34 @@ def gregorian_date(t: int, tz: dt.tzinfo) -> str:
     return dt.datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d")
 
 
+#: Date strings are cached per 15-minute bucket: every UTC offset in use is a multiple of 15 minutes, so
+#: all instants of a bucket share one local date.
+_BUCKET: Final = 900
+_MAX_CACHED_DATES: Final = 50_000
+
+
 class Renderer:
     """Renders subscriber texts with one rule set's templates, time zone and numbering plan."""
 
-    __slots__ = ("_en", "_fa", "_plan", "_tz")
+    __slots__ = ("_dates", "_en", "_fa", "_plan", "_tz")
 
     def __init__(self, messages: dict[str, dict[str, str]] | Any, tz: dt.tzinfo, plan: NumberingPlan) -> None:
         self._fa: dict[str, str] = dict(messages["fa"])
         self._en: dict[str, str] = dict(messages["en"])
         self._tz = tz
         self._plan = plan
+        self._dates: dict[int, tuple[str, str]] = {}
+
+    def dates(self, t: int) -> tuple[str, str]:
+        """``(Jalali date with Persian digits, Gregorian ISO date)`` of ``t`` in the rule set's zone."""
+        bucket = t // _BUCKET
+        got = self._dates.get(bucket)
+        if got is None:
+            if len(self._dates) >= _MAX_CACHED_DATES:
+                self._dates.clear()
+            got = self._dates[bucket] = (jalali_date(t, self._tz).translate(PERSIAN_DIGITS),
+                                         gregorian_date(t, self._tz))
+        return got
 
     def render(self, ev: Event, model: str = "") -> tuple[str | None, str | None]:
         """``(text_fa, text_en)`` for a subscriber event; ``(None, None)`` for ops events."""
@@ -123,14 +141,17 @@ class Renderer:
         imei = imei15(ev.imei)
         if ev.deadline is not None:
             days_left = max(0, -(-(ev.deadline - ev.time) // 86_400))
-            dl_fa, dl_en = jalali_date(ev.deadline, self._tz), gregorian_date(ev.deadline, self._tz)
+            dl_fa, dl_en = self.dates(ev.deadline)
         else:
             days_left, dl_fa, dl_en = 0, "", ""
+        today_fa, today_en = self.dates(ev.time)
         en = {
             "msisdn": msisdn, "imei": imei, "model": model, "deadline": dl_en,
-            "today": gregorian_date(ev.time, self._tz), "days_left": str(days_left), "owner": HIDDEN,
+            "today": today_en, "days_left": str(days_left), "owner": HIDDEN,
         }
-        fa = {k: v.translate(PERSIAN_DIGITS) for k, v in en.items()}
-        fa["deadline"] = dl_fa.translate(PERSIAN_DIGITS)
-        fa["today"] = jalali_date(ev.time, self._tz).translate(PERSIAN_DIGITS)
+        fa = {
+            "msisdn": msisdn.translate(PERSIAN_DIGITS), "imei": imei.translate(PERSIAN_DIGITS),
+            "model": model, "deadline": dl_fa, "today": today_fa,
+            "days_left": en["days_left"].translate(PERSIAN_DIGITS), "owner": HIDDEN,
+        }
         return fa_t.format_map(fa), en_t.format_map(en)

@@ -13,6 +13,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import count, repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
@@ -93,21 +94,10 @@ class RegistryData:
 
 def parse_time(value: object) -> int:
     """ISO 8601 with offset, or epoch seconds (int/float) -> int epoch seconds (floor, UTC)."""
-    if type(value) is str:
-        dt = datetime.fromisoformat(value)
-        if dt.utcoffset() is None:
-            raise ValueError(f"no UTC offset: {_show(value)}")
-        # timestamp() is exact for whole seconds; with a fraction, floor on exact integer arithmetic.
-        t = int(dt.timestamp()) if not dt.microsecond else (dt - _EPOCH) // _SECOND
-    elif type(value) is int:
-        t = value
-    elif type(value) is float and math.isfinite(value):
-        t = math.floor(value)
-    else:
-        raise ValueError(f"expected ISO 8601 text or epoch seconds, got {_show(value)}")
-    if not MIN_TIME <= t <= MAX_TIME:
-        raise ValueError(f"outside 1970-01-01T00:00:01Z..9999-12-31T23:59:59Z: {_show(value)}")
-    return t
+    try:
+        return _time(value, "time")
+    except _Invalid as exc:
+        raise ValueError(str(exc).removeprefix("time: bad time: ")) from None
 
 
 def activation_code_hash(key: bytes, device_key: int, code: str) -> bytes:
@@ -154,10 +144,25 @@ def _msisdn(value: object, name: str) -> int:
 
 
 def _time(value: object, name: str) -> int:
-    try:
-        return parse_time(value)
-    except ValueError as exc:
-        raise _Invalid(f"{name}: bad time: {exc}") from None
+    # The implementation of parse_time, raising the builder's error directly (one call per field, hot).
+    if type(value) is str:
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise _Invalid(f"{name}: bad time: not ISO 8601: {_show(value)}") from None
+        if dt.utcoffset() is None:
+            raise _Invalid(f"{name}: bad time: no UTC offset: {_show(value)}")
+        # timestamp() is exact for whole seconds; with a fraction, floor on exact integer arithmetic.
+        t = int(dt.timestamp()) if not dt.microsecond else (dt - _EPOCH) // _SECOND
+    elif type(value) is int:
+        t = value
+    elif type(value) is float and math.isfinite(value):
+        t = math.floor(value)
+    else:
+        raise _Invalid(f"{name}: bad time: expected ISO 8601 text or epoch seconds, got {_show(value)}")
+    if not MIN_TIME <= t <= MAX_TIME:
+        raise _Invalid(f"{name}: bad time: outside 1970-01-01T00:00:01Z..9999-12-31T23:59:59Z: {_show(value)}")
+    return t
 
 
 def _flag(value: object, name: str) -> bool:
@@ -312,10 +317,10 @@ class RegistryBuilder:
         raw_imeis = get("imeis")
         if type(raw_imeis) is not list or not 1 <= len(raw_imeis) <= MAX_IMEIS_PER_DEVICE:
             raise _Invalid(f"device.imeis: expected a list of 1-{MAX_IMEIS_PER_DEVICE} IMEIs")
-        cores = [self._imei(raw, "device.imeis", i) for i, raw in enumerate(raw_imeis)]
-        for i, core in enumerate(cores):
-            if (first := cores.index(core)) != i:
-                raise _Invalid(f"device.imeis[{i}]: IMEI {core:014d} repeats device.imeis[{first}]")
+        cores = list(map(self._imei, raw_imeis, repeat("device.imeis"), count()))
+        if len(cores) > 1 and len(set(cores)) < len(cores):
+            i, core = next((i, c) for i, c in enumerate(cores) if cores.index(c) != i)
+            raise _Invalid(f"device.imeis[{i}]: IMEI {core:014d} repeats device.imeis[{cores.index(core)}]")
         model = get("model")
         if type(model) is not str:
             if model is not None:
@@ -328,8 +333,11 @@ class RegistryBuilder:
         owner, since = get("owner"), get("owner_since")
         owner = 0 if owner is None else _msisdn(owner, "device.owner")
         since = 0 if since is None else _time(since, "device.owner_since")
-        if _flag(get("cloned"), "device.cloned"):
+        cloned = get("cloned")
+        if cloned is True:
             flags |= CLONED
+        elif cloned is not None and cloned is not False:
+            _flag(cloned, "device.cloned")
         sims = get("operator_sims")
         sims = self._operator_sims(sims, len(cores)) if sims or sims not in (None, {}) else ()
         users = get("pre_registry_users")
@@ -416,7 +424,12 @@ class RegistryBuilder:
             if imsi < 0:
                 raise _Invalid(f"subscriber.imsi: expected 6-15 digits, got {_show(get('imsi'))}")
         nid, since = get("national_id"), get("since")
-        nid = 0 if nid is None else _national_id(nid, "subscriber.national_id")
+        if nid is None:
+            nid = 0
+        elif type(nid) is str and 0 < len(nid) <= 18 and nid.isdigit() and nid.isascii():
+            nid = int("1" + nid)  # the leading 1 keeps leading zeros; 0 stays free for "none"
+        else:
+            _national_id(nid, "subscriber.national_id")
         since = 0 if since is None else _time(since, "subscriber.since")
         expired = _flag(get("expired"), "subscriber.expired")
         by_msisdn, by_imsi = self._seen["msisdn"], self._seen["imsi"]

@@ -146,6 +146,8 @@ class SqliteState(Journal):
         Raises :class:`StoreError` if that commit fails (the change stays queued and is retried; the
         answer that depends on it must not be sent). Cancelling the await does not cancel the commit.
         """
+        if self._closing:
+            raise StoreError("state store is closed")
         if self._dirty:
             fut = self._next
             if fut is None:
@@ -264,14 +266,14 @@ class SqliteState(Journal):
         """
         rows = await self._read(_observations, imei)
         merged: dict[tuple[int, int], list[int]] = {(m, s): [f, la, c] for m, s, f, la, c in rows}
-        pending = [(k[1], k[2], v[0], v[1], v[2]) for k, v in self._obs.items() if k[0] == imei]
-        pending += [(r[1], r[2], r[3], r[4], r[5]) for r in self._obs_q if r[0] == imei]
-        for m, s, f, la, c in pending:
+        for i, m, s, t in (*self._obs_q, *self._obs):
+            if i != imei:
+                continue
             rec = merged.get((m, s))
             if rec is None:
-                merged[(m, s)] = [f, la, c]
+                merged[(m, s)] = [t, t, 1]
             else:
-                rec[0], rec[1], rec[2] = min(rec[0], f), max(rec[1], la), rec[2] + c
+                rec[0], rec[1], rec[2] = min(rec[0], t), max(rec[1], t), rec[2] + 1
         out = [(m, s, r[0], r[1], r[2]) for (m, s), r in merged.items()]
         out.sort(key=lambda r: -r[3])
         return out[:MAX_OBSERVATIONS_PER_IMEI]
@@ -466,7 +468,7 @@ class SyncSqliteState(Journal):
         self._queue_soft()
         b = Batch()
         self._take_promises(b)
-        self._take_soft(b, len(self._obs_q) + len(self._last_q) + len(self._trim_q) + 1)
+        self._take_soft(b, len(self._obs_q) + len(self._trim_q) + 1)
         self._take_maintenance(b, len(self._maintenance))
         if not len(b):
             return

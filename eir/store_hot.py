@@ -111,6 +111,7 @@ class LoadStats:
     switchbacks: int = 0
     next_seq: int = 1
     high_water: int = 0
+    attach_ord: int = 0
     # Rows skipped as expired: the store deletes them with its first commit.
     expired_marks: list[tuple[str, int, int, int]] = field(default_factory=list, repr=False)
     expired_windows: list[int] = field(default_factory=list, repr=False)
@@ -132,7 +133,7 @@ def load_hot(conn: sqlite3.Connection, st: MemoryState, slack: int, rules: RuleS
     meta = read_meta(conn)
     hw = meta.get("high_water", 0)
     hz = Horizon.of(min(hw, wall_clock), slack, rules)
-    stats = LoadStats(high_water=hw)
+    stats = LoadStats(high_water=hw, attach_ord=meta.get("attach_ord", 0))
 
     graces, grace_imeis = st.graces, st.grace_imeis
     for imei, msisdn, kind, start, deadline in conn.execute("SELECT imei, msisdn, kind, start, deadline FROM grace"):
@@ -193,21 +194,24 @@ def load_hot(conn: sqlite3.Connection, st: MemoryState, slack: int, rules: RuleS
 
 
 def _load_histories(conn: sqlite3.Connection, st: MemoryState, hz: Horizon, stats: LoadStats) -> None:
-    """The clone-window part of the observation history: IMEIs attached after the history cutoff."""
+    """The clone-window part of the observation history: rows seen after the history cutoff.
+
+    One scan of the observation table (no index on ``last`` to maintain on every upsert). Rows come in
+    primary-key order, so each IMEI's rows are consecutive. Its last attach is the row with the
+    greatest ``(last, ord)``: the attach ordinal orders attaches of the same second exactly as they
+    were decided.
+    """
     cut = hz.history_cutoff
     hs = st.histories
-    # imei_last holds each IMEI's last attach (who, when) exactly, ties included; its recent rows pick
-    # the IMEIs, and their observation rows come by primary-key prefix (no index on `last` to maintain).
-    for imei, msisdn, t in conn.execute("SELECT imei, msisdn, time FROM imei_last WHERE time > ?", (cut,)):
-        hs[imei] = History(last_msisdn=msisdn, last_time=t)
-    rows = conn.execute(
-        "SELECT o.imei, o.msisdn, o.slot, o.first, o.last, o.count FROM imei_last AS l "
-        "JOIN observation AS o ON o.imei = l.imei WHERE l.time > ?1 AND o.last > ?1", (cut,))
     n = 0
-    for imei, msisdn, slot, first, last, count in rows:
-        h = hs.get(imei)
-        if h is None:
-            continue
+    cur = -1
+    h = History()
+    best = (0, 0)
+    rows = conn.execute("SELECT imei, msisdn, slot, first, last, count, ord FROM observation WHERE last > ?", (cut,))
+    for imei, msisdn, slot, first, last, count, ord_ in rows:
+        if imei != cur:
+            cur, h, best = imei, History(), (0, 0)
+            hs[imei] = h
         seen = h.seen
         if len(seen) >= MAX_OBSERVATIONS_PER_IMEI:
             # Keep the most recent entries, as MemoryState.observe does.
@@ -216,11 +220,14 @@ def _load_histories(conn: sqlite3.Connection, st: MemoryState, hz: Horizon, stat
                 continue
             del seen[oldest]
         seen[msisdn << SLOT_BITS | slot] = [first, last, count]
+        if (last, ord_) > best:
+            best = (last, ord_)
+            h.last_msisdn, h.last_time = msisdn, last
         n += 1
     stats.observations = n
     for imei, times in conn.execute("SELECT imei, times FROM switchback WHERE last > ?", (cut,)):
-        h = hs.get(imei)
-        if h is not None:
-            h.switchbacks = unpack_ints(times)
+        h2 = hs.get(imei)
+        if h2 is not None:
+            h2.switchbacks = unpack_ints(times)
             stats.switchbacks += 1
     stats.histories = len(hs)

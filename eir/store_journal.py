@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from eir.events import Event
 from eir.state import MAX_OBSERVATIONS_PER_IMEI, SLOT_BITS, Detection, History, MemoryState, TravelerWindow
 from eir.store_hot import HOUR, Horizon, LoadStats, load_hot
-from eir.store_schema import DEL_SWITCHBACK_BEFORE, PRUNE_OUTBOX, Batch, DbLock
+from eir.store_schema import DEL_SWITCHBACK_BEFORE, MAX_CHUNK, PRUNE_OUTBOX, Batch, DbLock
 
 if TYPE_CHECKING:
     import sqlite3
@@ -70,6 +70,9 @@ class StoreConfig:
                      "replay_prune_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        for name in ("observation_chunk", "replay_commit_rows"):
+            if getattr(self, name) > MAX_CHUNK:
+                raise ValueError(f"{name} must be <= {MAX_CHUNK}")
 
 
 class Journal(MemoryState):
@@ -106,11 +109,14 @@ class Journal(MemoryState):
         self._d_mark: set[tuple[str, int, int, int]] = set()
         self._d_consumer: dict[str, int] = {}
         self._new_events: list[Event] = []
-        # Soft changes: observation deltas per (imei, msisdn, slot), then queued rows for the writer.
-        self._obs: dict[tuple[int, int, int], list[int]] = {}
+        # Soft changes: one (imei, msisdn, slot, time) tuple per attach, the cheapest thing to do on the
+        # hot path; SQLite aggregates them (GROUP BY) into one upsert per (imei, msisdn, slot) when they
+        # are written. `_obs` fills up between soft flushes, `_obs_q` is what the writer takes from.
+        self._obs: list[tuple[int, int, int, int]] = []
         self._trim: set[int] = set()
-        self._obs_q: list[tuple[int, int, int, int, int, int]] = []
-        self._last_q: list[tuple[int, int, int]] = []
+        self._obs_q: list[tuple[int, int, int, int]] = []
+        #: Attaches written so far: each written attach gets an ordinal (orders same-second attaches).
+        self.attach_ord = 0
         self._trim_q: list[int] = []
         self._maintenance: list[tuple[str, tuple[int, ...]]] = []
         self._observed = 0  # attaches observed since the soft part was last queued
@@ -129,6 +135,8 @@ class Journal(MemoryState):
         h = hs.get(imei)
         if h is None:
             h = hs[imei] = History()
+            # Cold IMEI: its rows on disk were not in memory, so the new ones may push it past the bound.
+            self._trim.add(imei)
         seen = h.seen
         key = msisdn << SLOT_BITS | slot
         rec = seen.get(key)
@@ -136,8 +144,8 @@ class Journal(MemoryState):
             if len(seen) >= MAX_OBSERVATIONS_PER_IMEI:
                 oldest = min(seen, key=lambda k: seen[k][1])
                 del seen[oldest]
+                self._trim.add(imei)  # memory dropped its oldest row: the disk drops it too
             seen[key] = [t, t, 1]
-            self._trim.add(imei)  # a new (subscriber, slot) row: the IMEI's history may exceed the bound
         else:
             if t > rec[1]:
                 rec[1] = t
@@ -145,16 +153,7 @@ class Journal(MemoryState):
         if t >= h.last_time:
             h.last_msisdn = msisdn
             h.last_time = t
-        okey = (imei, msisdn, slot)
-        d = self._obs.get(okey)
-        if d is None:
-            self._obs[okey] = [t, t, 1]
-        else:
-            if t < d[0]:
-                d[0] = t
-            if t > d[1]:
-                d[1] = t
-            d[2] += 1
+        self._obs.append((imei, msisdn, slot, t))
         if t > self.high_water:
             self.high_water = t
         self._observed += 1
@@ -315,32 +314,27 @@ class Journal(MemoryState):
             self._d_consumer = {}
 
     def _queue_soft(self) -> None:
-        """Snapshot the observation deltas (and last attaches) into the writer's queues."""
-        obs = self._obs
+        """Hand the attaches observed so far to the writer's queue."""
         self._observed = 0
-        if not obs:
-            return
-        self._obs = {}
-        self._obs_q.extend((k[0], k[1], k[2], v[0], v[1], v[2]) for k, v in obs.items())
-        hs = self.histories
-        lq = self._last_q
-        for imei in {k[0] for k in obs}:
-            h = hs.get(imei)
-            if h is not None:
-                lq.append((imei, h.last_msisdn, h.last_time))
+        if self._obs:
+            self._obs_q.extend(self._obs)
+            self._obs = []
         if self._trim:
             self._trim_q.extend(self._trim)
             self._trim = set()
 
     def _soft_queued(self) -> bool:
-        return bool(self._obs_q or self._last_q or self._trim_q)
+        return bool(self._obs_q or self._trim_q)
 
     def _take_soft(self, b: Batch, limit: int) -> None:
-        """Move up to ``limit`` queued observation rows (and their last-attach rows) into ``b``."""
+        """Move up to ``limit`` queued attaches into ``b``, numbered from ``attach_ord``."""
         q = self._obs_q
-        b.observations, self._obs_q = q[:limit], q[limit:]
-        lq = self._last_q
-        b.lasts, self._last_q = lq[:limit], lq[limit:]
+        n = min(limit, MAX_CHUNK)
+        b.observations, self._obs_q = q[:n], q[n:]
+        if b.observations:
+            b.ord_base = self.attach_ord
+            self.attach_ord += len(b.observations)
+            b.meta.append(("attach_ord", self.attach_ord))  # a restart numbers on from here
         if not self._obs_q:
             # Trims after the upserts that may have grown the histories (same or an earlier batch).
             tq = self._trim_q
@@ -372,7 +366,6 @@ class Journal(MemoryState):
         for name, seq in b.consumers:
             self._d_consumer.setdefault(name, seq)
         self._obs_q = b.observations + self._obs_q
-        self._last_q = b.lasts + self._last_q
         self._trim_q = b.trim + self._trim_q
         self._maintenance = b.maintenance + self._maintenance
         if b.promises:
@@ -393,6 +386,7 @@ class Journal(MemoryState):
                          self.consumers, int(self._clock()))
         self._kind_names = {i: n for n, i in self._kinds.items()}
         self.high_water = self._saved_high_water = stats.high_water
+        self.attach_ord = stats.attach_ord
         self.committed_seq = stats.next_seq - 1
         # Rows that load_hot skipped as expired are deleted by the first commit.
         self._d_mark.update(stats.expired_marks)

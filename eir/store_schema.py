@@ -29,6 +29,8 @@ SCHEMA_VERSION: Final = 1
 SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
 #: JSON ``->>`` (3.38) and MATERIALIZED common table expressions (3.35).
 MIN_SQLITE: Final = (3, 38, 0)
+#: Most attaches in one batch: their index in the batch takes the low 20 bits of ``time << 20 | index``.
+MAX_CHUNK: Final = 1 << 20
 
 _DDL: Final = """
 CREATE TABLE meta (
@@ -99,13 +101,9 @@ CREATE TABLE observation (
     first  INTEGER NOT NULL,
     last   INTEGER NOT NULL,
     count  INTEGER NOT NULL,
+    ord    INTEGER NOT NULL,  -- attach ordinal of `last`: orders same-second attaches (last attach wins)
     PRIMARY KEY (imei, msisdn, slot)
 ) WITHOUT ROWID;
-CREATE TABLE imei_last (
-    imei   INTEGER PRIMARY KEY,
-    msisdn INTEGER NOT NULL,
-    time   INTEGER NOT NULL
-);
 """
 
 # --- statements ------------------------------------------------------------------------------------
@@ -121,14 +119,14 @@ CREATE TABLE imei_last (
 BATCH_COLUMNS: Final = (
     "grace_del", "grace_put", "activation_del", "activation_put", "window_del", "window_put", "quota_del",
     "quota_put", "detection_del", "detection_put", "switchback_del", "switchback_put", "mark_kinds",
-    "mark_del", "mark_put", "events", "meta", "consumers", "observations", "lasts", "trim", "trim_keep",
+    "mark_del", "mark_put", "events", "meta", "consumers", "observations", "ord_base", "trim", "trim_keep",
 )
 
 _APPLY_BATCH: Final = """
 CREATE TEMP VIEW apply_batch (
     grace_del, grace_put, activation_del, activation_put, window_del, window_put, quota_del, quota_put,
     detection_del, detection_put, switchback_del, switchback_put, mark_kinds, mark_del, mark_put, events,
-    meta, consumers, observations, lasts, trim, trim_keep
+    meta, consumers, observations, ord_base, trim, trim_keep
 ) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
             NULL, NULL, NULL, NULL, NULL, NULL;
 CREATE TEMP TRIGGER apply_batch_rows INSTEAD OF INSERT ON apply_batch BEGIN
@@ -161,18 +159,19 @@ CREATE TEMP TRIGGER apply_batch_rows INSTEAD OF INSERT ON apply_batch BEGIN
         SELECT value->>0, value->>1, CAST(value->>2 AS BLOB) FROM json_each(NEW.events);
     INSERT OR REPLACE INTO meta (key, value) SELECT value->>0, value->>1 FROM json_each(NEW.meta);
     INSERT OR REPLACE INTO consumer (name, seq) SELECT value->>0, value->>1 FROM json_each(NEW.consumers);
-    -- Observation counts are merged, never overwritten: a batch carries the deltas since the last
-    -- flush. (`WHERE true` tells the parser that ON CONFLICT belongs to the INSERT, not to a join.)
-    INSERT INTO observation (imei, msisdn, slot, first, last, count)
-        SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5
-        FROM json_each(NEW.observations) WHERE true
+    -- Observations: one (imei, msisdn, slot, time) row per attach, aggregated here; counts are merged
+    -- into the stored ones, never overwritten. An attach's ordinal is ord_base + its index in the
+    -- batch; `time << 20 | index` picks the last attach of each group (index < 2^20 = MAX_CHUNK).
+    -- (`WHERE true` tells the parser that ON CONFLICT belongs to the INSERT; SET expressions read
+    -- the row as it was before the update.)
+    INSERT INTO observation (imei, msisdn, slot, first, last, count, ord)
+        SELECT imei, msisdn, slot, first, lastkey >> 20, n, NEW.ord_base + (lastkey & 1048575) FROM (
+            SELECT value->>0 AS imei, value->>1 AS msisdn, value->>2 AS slot, min(value->>3) AS first,
+                   max(((value->>3) << 20) | key) AS lastkey, count(*) AS n
+            FROM json_each(NEW.observations) GROUP BY 1, 2, 3) WHERE true
         ON CONFLICT (imei, msisdn, slot) DO UPDATE SET first = min(first, excluded.first),
-            last = max(last, excluded.last), count = count + excluded.count;
-    -- The last attach of an IMEI only moves forward (a late, out-of-order flush never rewinds it).
-    INSERT INTO imei_last (imei, msisdn, time)
-        SELECT value->>0, value->>1, value->>2 FROM json_each(NEW.lasts) WHERE true
-        ON CONFLICT (imei) DO UPDATE SET msisdn = excluded.msisdn, time = excluded.time
-        WHERE excluded.time >= imei_last.time;
+            last = max(last, excluded.last), count = count + excluded.count,
+            ord = CASE WHEN excluded.last >= last THEN excluded.ord ELSE ord END;
     -- Keep the newest `trim_keep` (subscriber, slot) rows of each IMEI listed in `trim`; `cut` is NULL
     -- while an IMEI has no more rows than that (nothing deleted); ties at the boundary go too.
     DELETE FROM observation WHERE (imei, msisdn, slot) IN (
@@ -228,10 +227,10 @@ class Batch:
     events: list[Event] = field(default_factory=list)
     meta: list[tuple[str, int]] = field(default_factory=list)
     consumers: list[tuple[str, int]] = field(default_factory=list)
-    # Soft part: observation deltas, last attach per IMEI, and the IMEIs whose history may have grown
-    # past the bound.
-    observations: list[tuple[int, int, int, int, int, int]] = field(default_factory=list)
-    lasts: list[tuple[int, int, int]] = field(default_factory=list)
+    # Soft part: attaches (imei, msisdn, slot, time) numbered from ``ord_base``, and the IMEIs whose
+    # history may have grown past the bound.
+    observations: list[tuple[int, int, int, int]] = field(default_factory=list)
+    ord_base: int = 0
     trim: list[int] = field(default_factory=list)
     # Maintenance (pruning): run as plain parameterised statements.
     maintenance: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
@@ -246,8 +245,7 @@ class Batch:
                 + len(self.consumers))
 
     def __len__(self) -> int:
-        return (self.promises + len(self.observations) + len(self.lasts) + len(self.trim)
-                + len(self.maintenance))
+        return self.promises + len(self.observations) + len(self.trim) + len(self.maintenance)
 
 
 def unpack_ints(text: str | bytes) -> list[int]:
@@ -278,10 +276,10 @@ def write_batch(conn: sqlite3.Connection, b: Batch, trim_keep: int = MAX_OBSERVA
             b.grace_del, b.grace_put, b.activation_del, b.activation_put, b.window_del, b.window_put,
             b.quota_del, b.quota_put, b.detection_del, b.detection_put, b.switchback_del, b.switchback_put,
             b.mark_kinds, b.mark_del, b.mark_put, [event_row(ev) for ev in b.events], b.meta, b.consumers,
-            b.observations, b.lasts, b.trim,
+            b.observations,
         )
     ]
-    conn.execute(APPLY_BATCH, (*values, trim_keep))
+    conn.execute(APPLY_BATCH, (*values, b.ord_base, dumps(b.trim) if b.trim else None, trim_keep))
 
 
 # --- opening ---------------------------------------------------------------------------------------

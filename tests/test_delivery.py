@@ -160,3 +160,56 @@ def test_webhook_config_is_validated() -> None:
         WebhookConfig("http://example.org/x", timeout_s=0)
     # Logs never show credentials or query tokens.
     assert safe_url("https://user:secret@gw.example:8443/hook?token=abc") == "https://gw.example:8443/hook"
+
+
+# --- eir events tail / status -------------------------------------------------------------------------
+
+
+def test_events_tail_prints_committed_events_as_json_lines(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from eir.cli import main
+    from eir.store import SyncSqliteState
+
+    path = tmp_path / "state.db"
+    with SyncSqliteState.open(path) as st:
+        for i in range(7):
+            st.append_event(event(i))
+    runner = CliRunner()
+    r = runner.invoke(main, ["events", "tail", "--state", str(path)])
+    assert r.exit_code == 0, r.output
+    lines = [orjson.loads(x) for x in r.output.splitlines()]
+    assert [e["seq"] for e in lines] == list(range(1, 8)) and lines[0]["type"] == "UNREGISTERED_DEVICE"
+    r = runner.invoke(main, ["events", "tail", "--state", str(path), "--after", "5"])
+    assert [orjson.loads(x)["seq"] for x in r.output.splitlines()] == [6, 7]
+    r = runner.invoke(main, ["events", "tail", "--state", str(path), "--follow", "--limit", "3"])
+    assert r.exit_code == 0 and len(r.output.splitlines()) == 3  # --limit ends a --follow
+    r = runner.invoke(main, ["events", "status", "--state", str(path)])
+    assert orjson.loads(r.output) == {"last_seq": 7, "outbox_rows": 7, "first_seq": 1, "consumers": {}}
+    r = runner.invoke(main, ["events", "tail", "--state", str(tmp_path / "missing.db")])
+    assert r.exit_code != 0 and "no such state database" in r.output
+
+
+def test_events_tail_follow_sees_events_of_a_running_writer(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from eir.store import SyncSqliteState
+
+    path = tmp_path / "state.db"
+    st = SyncSqliteState.open(path)
+    st.append_event(event(0))
+    st.commit()
+    proc = subprocess.Popen([sys.executable, "-m", "eir", "events", "tail", "--state", str(path), "--follow",
+                             "--limit", "3", "--poll", "0.05"], stdout=subprocess.PIPE)
+    try:
+        time.sleep(0.5)
+        st.append_event(event(1))
+        st.append_event(event(2))
+        st.commit()
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        st.close()
+    assert [orjson.loads(x)["seq"] for x in out.splitlines()] == [1, 2, 3]

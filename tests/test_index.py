@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eir.identifiers import MALFORMED, imei15
@@ -25,6 +25,7 @@ from eir.index import (
 )
 from eir.registry import RegistryBuilder
 from eir.snapshot import build_snapshot, encode_snapshot
+from tests.strategies import imei_cores
 
 T_ENTRY = 1_793_520_000  # 2026-11-01T08:00:00Z
 REGISTRY: list[dict[str, Any]] = [
@@ -167,8 +168,8 @@ def test_imei_keys_avoid_reserved_values_at_the_boundaries() -> None:
     assert len({imei_key(c) for c in range(10**14 - 5000, 10**14)}) == 5000
 
 
-@given(st.lists(st.integers(10**13, 10**14 - 1).filter(lambda c: len(set(str(c))) > 1), min_size=1, max_size=40,
-                unique=True))  # fmt: skip
+@settings(deadline=None)
+@given(st.lists(imei_cores, min_size=1, max_size=40, unique=True))
 def test_every_registered_imei_is_found(cores: list[int]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "r.jsonl"

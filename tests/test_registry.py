@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eir.identifiers import MALFORMED, IdentifierError, ImeiPolicy, NumberingPlan, imei15, parse_imei, parse_msisdn
@@ -261,6 +261,7 @@ imei_like = st.one_of(
 )
 
 
+@settings(deadline=None)
 @given(imei_like)
 def test_imei_fast_path_matches_parse_imei(text: str) -> None:
     builder = RegistryBuilder(None)

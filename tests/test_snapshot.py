@@ -325,3 +325,14 @@ def test_columns_schema_is_fixed() -> None:
     # Changing the column set or a width changes the file format: bump FORMAT_VERSION and the docs.
     assert len(COLUMNS) == 32 and set(COLUMNS.values()) == {"B", "I", "q"}
     assert imei15(35693803564380) == "356938035643809"
+
+
+def test_index_loads_from_any_buffer_and_refuses_a_damaged_file(built: Path, tmp_path: Path) -> None:
+    raw = built.read_bytes()
+    for buf in (raw, bytearray(raw), memoryview(raw)):
+        assert Index.from_bytes(buf).n_devices == 4
+    assert Index.from_snapshot(str(built)).meta.checksum == hashlib.sha256(raw[HEADER_SIZE:]).hexdigest()
+    cut = tmp_path / "cut.eirsnap"
+    cut.write_bytes(raw[:-10])
+    with pytest.raises(SnapshotError, match=f"{cut}: truncated: body has"):
+        Index.from_snapshot(cut)

@@ -245,6 +245,21 @@ def test_observation_history_is_bounded_per_imei_and_counts_add_up(tmp_path: Pat
     assert len(db_rows(path, "observation")) == MAX_OBSERVATIONS_PER_IMEI
 
 
+def test_history_of_a_cold_imei_is_trimmed_when_it_comes_back(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    with SyncSqliteState.open(path) as st:
+        for m in range(30):
+            st.observe(42, 989120000000 + m, 1, T0 + m)
+        st.commit()
+        del st.histories[42]  # pruned from memory: the IMEI went quiet
+        for m in range(30, 50):
+            st.observe(42, 989120000000 + m, 1, T0 + m)
+        st.commit()
+        rows = st.history_rows(42)
+    assert len(db_rows(path, "observation")) == MAX_OBSERVATIONS_PER_IMEI
+    assert {r[0] - 989120000000 for r in rows} == set(range(18, 50))
+
+
 # --- pruning ----------------------------------------------------------------------------------------
 
 
@@ -413,13 +428,12 @@ async def test_observation_counts_flush_in_the_background(tmp_path: Path) -> Non
             await asyncio.sleep(0.02)
             if db_rows(path, "observation"):
                 break
-        assert db_rows(path, "observation") == [(42, 989120000001, 1, T0, T0 + 9, 10)]
+        assert db_rows(path, "observation") == [(42, 989120000001, 1, T0, T0 + 9, 10, 9)]
         st.observe(42, 989120000001, 1, T0 + 20)
         assert await st.history_rows(42) == [(989120000001, 1, T0, T0 + 20, 11)]
     finally:
         await st.close()
-    assert db_rows(path, "observation") == [(42, 989120000001, 1, T0, T0 + 20, 11)]
-    assert db_rows(path, "imei_last") == [(42, 989120000001, T0 + 20)]
+    assert db_rows(path, "observation") == [(42, 989120000001, 1, T0, T0 + 20, 11, 10)]
 
 
 async def test_a_failed_commit_fails_the_barrier_and_is_retried(tmp_path: Path, bundle: Bundle,

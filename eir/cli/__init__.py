@@ -13,19 +13,14 @@ def main() -> None:
 
 def _register() -> None:
     # Subcommands live in their own modules; registering them here keeps `eir --help` complete.
-    from eir.cli.replay import check_cmd, replay_cmd
-
-    main.add_command(replay_cmd)
-    main.add_command(check_cmd)
-    from eir.cli.serve import serve
-
-    main.add_command(serve)
-    from eir.cli.events import events
-
-    main.add_command(events)
     from eir.cli.demo import demo_data
+    from eir.cli.events import events
+    from eir.cli.replay import check_cmd, replay_cmd
+    from eir.cli.serve import serve
+    from eir.cli.snapshot import snapshot
 
-    main.add_command(demo_data)
+    for cmd in (snapshot, replay_cmd, check_cmd, serve, events, demo_data):
+        main.add_command(cmd)
 
 
 _register()

@@ -64,7 +64,7 @@ def build(registry: tuple[Path, ...], out: Path, skip_invalid: bool) -> None:
         _print_errors(exc.errors, exc.n_errors)
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
-    except OSError as exc:
+    except OSError as exc:  # writing the output (reading errors are RegistryErrors with a location)
         click.echo(f"error: cannot write {out}: {exc.strerror or exc}", err=True)
         raise SystemExit(1) from None
     if report.n_errors:

@@ -119,7 +119,7 @@ class Api:
             q = build_query(b.index, b.rules, self.svc.clock(), pei, msisdn, None, imsi)
         except RequestError as e:
             param = {"msisdn": "gpsi", "imsi": "supi"}.get(e.field, e.field)
-            return self._problem(400, "INVALID_QUERY_PARAM", str(e), [(param, e.reason)])
+            return self._problem(400, "INVALID_QUERY_PARAM", f"{param}: {e.reason}", [(param, e.reason)])
         d = engine.check(q)
         self.metrics.decisions[d.reason] += 1
         durable = self.svc.durable
@@ -171,7 +171,8 @@ class Api:
                 queries.append(build_query(bundle.index, bundle.rules, now if t is None else parse_time(t),
                                            item["imei"], item.get("msisdn"), item.get("slot"), item.get("imsi")))
             except RequestError as e:
-                return self._problem(400, "INVALID_MSG_FORMAT", str(e), [(prefix + e.field, e.reason)])
+                return self._problem(400, "INVALID_MSG_FORMAT", f"{prefix}{e.field}: {e.reason}",
+                                     [(prefix + e.field, e.reason)])
             if i % budget == budget - 1:
                 await asyncio.sleep(0)  # a long list must not hold the event loop
         out = []

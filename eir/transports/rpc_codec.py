@@ -7,7 +7,7 @@ uint32. No I/O happens here: :class:`RpcDecoder` turns received bytes into :clas
 into response bytes. Result maps of deadline-less decisions are packed once per reason, and the map of
 a decision with a deadline is a precomputed prefix plus the packed deadline.
 
-Bounds: one message may not exceed ``max_message_bytes`` (the decoder never buffers more than that).
+Bounds: one message may not exceed ``max_message_bytes`` (counted from the end of the previous one).
 Bytes that are not msgpack, or msgpack that is not a request, are a :class:`Violation`: the caller
 answers it and closes the connection, since the byte stream can no longer be trusted to be in step.
 """
@@ -66,20 +66,22 @@ Item = Request | Notification | Violation
 class RpcDecoder:
     """Incremental request decoder with a hard bound on buffered bytes."""
 
-    __slots__ = ("_fed", "_limit", "_unpacker", "broken")
+    __slots__ = ("_end", "_fed", "_limit", "_unpacker", "broken")
 
     def __init__(self, max_message_bytes: int) -> None:
         self._limit = max_message_bytes
         # Array/map/str lengths default to bounds derived from max_buffer_size; nesting depth is bounded by
         # the C unpacker's stack (StackError).
         self._unpacker = msgpack.Unpacker(max_buffer_size=max_message_bytes, raw=False, use_list=True)
-        self._fed = 0
+        self._fed = 0  # stream offset of the bytes fed so far
+        self._end = 0  # stream offset where the last complete message ended
         self.broken = False
 
     @property
     def buffered(self) -> int:
-        """Bytes received but not yet part of a complete message."""
-        return self._fed - int(self._unpacker.tell())
+        """Bytes received since the last complete message (the unpacker parses partial messages as
+        they arrive, so its own buffer does not bound a message: this count does)."""
+        return self._fed - self._end
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Item]:
         """Consume received bytes; return the complete items they finish (a Violation is always last)."""
@@ -89,26 +91,26 @@ class RpcDecoder:
         unpacker, limit = self._unpacker, self._limit
         view = memoryview(data)
         pos, n = 0, len(view)
-        while True:
-            room = limit - self.buffered
-            if pos < n and room > 0:
-                take = min(room, n - pos)
-                unpacker.feed(view[pos : pos + take])
-                self._fed += take
-                pos += take
-            if not self._drain(out):
-                return out
-            if pos >= n:
-                return out
-            if limit - self.buffered <= 0:
-                # The buffer holds `limit` bytes and still no complete message: one message is too large.
+        while pos < n:
+            room = limit - (self._fed - self._end)
+            if room <= 0:
+                # `limit` bytes since the last message ended and still no complete one: too large.
                 self.broken = True
                 out.append(Violation(TOO_LARGE, f"message larger than {limit} bytes"))
                 return out
+            take = min(room, n - pos)
+            unpacker.feed(view[pos : pos + take])
+            self._fed += take
+            pos += take
+            if not self._drain(out):
+                return out
+        return out
 
     def _drain(self, out: list[Item]) -> bool:
+        unpacker = self._unpacker
         try:
-            for obj in self._unpacker:
+            for obj in unpacker:
+                self._end = unpacker.tell()
                 item = classify(obj)
                 out.append(item)
                 if type(item) is Violation:

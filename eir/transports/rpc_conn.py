@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections import deque
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from eir.engine import Bundle, Engine
 from eir.model import Decision, Query
@@ -100,8 +100,9 @@ class RpcConnection(asyncio.Protocol):
     # --- asyncio.Protocol ----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCPTransport implements asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        transport = self.transport
         self.last_active = self.server.loop.time()
         transport.set_write_buffer_limits(high=self.limits.write_buffer_bytes)
         if not self.server.admit(self):
@@ -220,7 +221,7 @@ class RpcConnection(asyncio.Protocol):
         try:
             q = _query(engine.bundle, req.params, self.svc.clock())
         except RequestError as e:
-            self._error(out, req.msgid, INVALID_PARAMS, str(e))
+            self._error(out, req.msgid, INVALID_PARAMS, f"{e.field}: {e.reason}")
             return
         d: Decision = engine.check(q)
         self.metrics.decisions[d.reason] += 1
@@ -258,7 +259,7 @@ class RpcConnection(asyncio.Protocol):
                     queries.append(_query(b, items[i], now))
                 except RequestError as e:
                     self.queue.popleft()
-                    self._error(out, job.msgid, INVALID_PARAMS, f"query {i}: {e}")
+                    self._error(out, job.msgid, INVALID_PARAMS, f"query {i}: {e.field}: {e.reason}")
                     return budget - (i - job.pos + 1)
             budget -= end - job.pos
             job.pos = 0 if end == n else end
