@@ -77,7 +77,8 @@ def _text(field: str, raw: object) -> str:
 def build_query(index: Index, rules: RuleSet, time: int, imei: object, msisdn: object = None,
                 slot: object = None, imsi: object = None) -> Query:
     """Parse one attach's raw values into a Query; the subscriber may come from the IMSI."""
-    core = parse_imei(_text("imei", imei), rules.imei)
+    core = parse_imei(imei if imei.__class__ is str and len(imei) <= MAX_FIELD_CHARS  # type: ignore[arg-type]
+                      else _text("imei", imei), rules.imei)
     plan = rules.plan
     try:
         slot_n = parse_slot(slot)
@@ -87,7 +88,8 @@ def build_query(index: Index, rules: RuleSet, time: int, imei: object, msisdn: o
             imsi_n = parse_imsi(_text("imsi", imsi))
             imsi_home = imsi_is_home(imsi_n, plan)
         if msisdn is not None and msisdn != "":
-            m, home = parse_msisdn(_text("msisdn", msisdn), plan)
+            m, home = parse_msisdn(msisdn if msisdn.__class__ is str and len(msisdn) <= MAX_FIELD_CHARS  # type: ignore[arg-type]
+                                   else _text("msisdn", msisdn), plan)
             return Query(time, core, m, slot_n, not (home and imsi_home), imsi_n)
     except IdentifierError as e:
         raise RequestError(e.field, e.args[0], e.reason) from e

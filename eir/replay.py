@@ -118,24 +118,23 @@ def _read_csv(f: IO[str], path: Path) -> Iterator[RawRow | BadRow]:
 
 
 class TimeParser:
-    """parse_time with a fast path for the canonical ``YYYY-MM-DDTHH:MM:SSZ`` form (per-day cache)."""
+    """parse_time with a fast path for the canonical ``YYYY-MM-DDTHH:MM:SSZ`` form (per-hour cache)."""
 
-    __slots__ = ("_days",)
+    __slots__ = ("_hours",)
 
     def __init__(self) -> None:
-        self._days: dict[str, int] = {}
+        self._hours: dict[str, int] = {}
 
     def __call__(self, raw: Any) -> int:
-        if isinstance(raw, str) and len(raw) == 20 and raw[19] == "Z" and raw[10] == "T":
-            day = self._days.get(raw[:10])
-            if day is None and len(self._days) < 100_000:
-                day = parse_time(raw[:10] + "T00:00:00Z")
-                self._days[raw[:10]] = day
-            hh, mm, ss = raw[11:13], raw[14:16], raw[17:19]
-            if day is not None and (hh + mm + ss).isdigit() and raw[13] == raw[16] == ":":
-                h, m, s = int(hh), int(mm), int(ss)
-                if h < 24 and m < 60 and s < 60:
-                    return day + h * 3600 + m * 60 + s
+        if raw.__class__ is str and len(raw) == 20 and raw[19] == "Z" and raw[16] == ":":
+            hour = self._hours.get(raw[:14])
+            if hour is None and raw[13] == ":":
+                if len(self._hours) >= 100_000:
+                    self._hours.clear()
+                hour = self._hours[raw[:14]] = parse_time(raw[:14] + "00:00Z")
+            mm, ss = raw[14:16], raw[17:19]
+            if hour is not None and mm.isdigit() and ss.isdigit() and mm < "60" and ss < "60":
+                return hour + int(mm) * 60 + int(ss)
         return parse_time(raw)
 
 

@@ -1,9 +1,15 @@
-"""SQLite side of the durable state (SPEC §7): schema, connection setup, one batch write, loading.
+"""SQLite side of the durable state (SPEC §7): schemas, connections, batch writes, readers.
 
-Everything here is synchronous and works on a plain :class:`sqlite3.Connection`; :mod:`eir.store` runs
-it on a dedicated writer thread (the service) or inline (``eir replay --state``). Layout and the reasons
-behind it are in ``docs/state.md``. Every statement is a constant with ``?`` parameters: no SQL is ever
-built from values.
+A state is two SQLite files (both WAL): ``DB`` holds the promises (graces, activations, windows,
+quotas, detections, switch-backs, de-dup marks, the event outbox, delivery cursors) and is written in
+small, frequent group commits that answers wait for; ``DB-history`` holds the observation history
+(per IMEI, subscriber and slot: first/last seen, count), written in large background batches that
+nothing waits for. Apart, a big history write never delays a promise commit (SQLite has one writer per
+file), and the promise file stays small.
+
+Everything here is synchronous and works on plain :class:`sqlite3.Connection` objects; :mod:`eir.store`
+runs it on dedicated writer threads (the service) or inline (``eir replay --state``). Layout and reasons:
+``docs/state.md``. Every statement is a constant with ``?`` parameters: no SQL is built from values.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from eir.state import MAX_OBSERVATIONS_PER_IMEI
 #: ``PRAGMA user_version`` of the layout written by this code. Older versions are migrated at open;
 #: a newer one (written by a later release) is refused rather than misread.
 SCHEMA_VERSION: Final = 1
+#: ``PRAGMA application_id`` of the two files ("EIRS", "EIRH"): a swapped or foreign file is refused.
+STATE_APP_ID: Final = 0x45495253
+HISTORY_APP_ID: Final = 0x45495248
 
 SYNCHRONOUS_MODES: Final = ("FULL", "NORMAL")
 #: JSON ``->>`` (3.38) and MATERIALIZED common table expressions (3.35).
@@ -94,6 +103,13 @@ CREATE TABLE consumer (
     name TEXT PRIMARY KEY,
     seq  INTEGER NOT NULL
 ) WITHOUT ROWID;
+"""
+
+_HISTORY_DDL: Final = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE observation (
     imei   INTEGER NOT NULL,
     msisdn INTEGER NOT NULL,
@@ -119,16 +135,16 @@ CREATE TABLE observation (
 BATCH_COLUMNS: Final = (
     "grace_del", "grace_put", "activation_del", "activation_put", "window_del", "window_put", "quota_del",
     "quota_put", "detection_del", "detection_put", "switchback_del", "switchback_put", "mark_kinds",
-    "mark_del", "mark_put", "events", "meta", "consumers", "observations", "ord_base", "trim", "trim_keep",
+    "mark_del", "mark_put", "events", "meta", "consumers",
 )
 
 _APPLY_BATCH: Final = """
 CREATE TEMP VIEW apply_batch (
     grace_del, grace_put, activation_del, activation_put, window_del, window_put, quota_del, quota_put,
     detection_del, detection_put, switchback_del, switchback_put, mark_kinds, mark_del, mark_put, events,
-    meta, consumers, observations, ord_base, trim, trim_keep
+    meta, consumers
 ) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-            NULL, NULL, NULL, NULL, NULL, NULL;
+            NULL, NULL;
 CREATE TEMP TRIGGER apply_batch_rows INSTEAD OF INSERT ON apply_batch BEGIN
     -- Within a batch a key is either deleted or put (rows come from the final in-memory value).
     DELETE FROM grace WHERE (imei, msisdn, kind) IN
@@ -159,31 +175,10 @@ CREATE TEMP TRIGGER apply_batch_rows INSTEAD OF INSERT ON apply_batch BEGIN
         SELECT value->>0, value->>1, CAST(value->>2 AS BLOB) FROM json_each(NEW.events);
     INSERT OR REPLACE INTO meta (key, value) SELECT value->>0, value->>1 FROM json_each(NEW.meta);
     INSERT OR REPLACE INTO consumer (name, seq) SELECT value->>0, value->>1 FROM json_each(NEW.consumers);
-    -- Observations: one (imei, msisdn, slot, time) row per attach, aggregated here; counts are merged
-    -- into the stored ones, never overwritten. An attach's ordinal is ord_base + its index in the
-    -- batch; `time << 20 | index` picks the last attach of each group (index < 2^20 = MAX_CHUNK).
-    -- (`WHERE true` tells the parser that ON CONFLICT belongs to the INSERT; SET expressions read
-    -- the row as it was before the update.)
-    INSERT INTO observation (imei, msisdn, slot, first, last, count, ord)
-        SELECT imei, msisdn, slot, first, lastkey >> 20, n, NEW.ord_base + (lastkey & 1048575) FROM (
-            SELECT value->>0 AS imei, value->>1 AS msisdn, value->>2 AS slot, min(value->>3) AS first,
-                   max(((value->>3) << 20) | key) AS lastkey, count(*) AS n
-            FROM json_each(NEW.observations) GROUP BY 1, 2, 3) WHERE true
-        ON CONFLICT (imei, msisdn, slot) DO UPDATE SET first = min(first, excluded.first),
-            last = max(last, excluded.last), count = count + excluded.count,
-            ord = CASE WHEN excluded.last >= last THEN excluded.ord ELSE ord END;
-    -- Keep the newest `trim_keep` (subscriber, slot) rows of each IMEI listed in `trim`; `cut` is NULL
-    -- while an IMEI has no more rows than that (nothing deleted); ties at the boundary go too.
-    DELETE FROM observation WHERE (imei, msisdn, slot) IN (
-        SELECT o.imei, o.msisdn, o.slot FROM (
-            SELECT t.imei AS imei, (SELECT last FROM observation AS p WHERE p.imei = t.imei
-                                    ORDER BY last DESC LIMIT 1 OFFSET NEW.trim_keep) AS last
-            FROM (SELECT DISTINCT value AS imei FROM json_each(NEW.trim)) AS t) AS cut
-        JOIN observation AS o ON o.imei = cut.imei WHERE cut.last IS NOT NULL AND o.last <= cut.last);
 END;
 """
 APPLY_BATCH: Final = ("INSERT INTO temp.apply_batch VALUES "
-                      "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")  # len(BATCH_COLUMNS)
+                      "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")  # len(BATCH_COLUMNS)
 DEL_SWITCHBACK_BEFORE: Final = "DELETE FROM switchback WHERE last <= ?"
 # Outbox retention, a bounded chunk per statement so that one prune never holds the writer for long.
 PRUNE_OUTBOX: Final = (
@@ -195,6 +190,37 @@ SELECT_EVENTS: Final = "SELECT seq, body FROM outbox WHERE seq > ? ORDER BY seq 
 SELECT_OBSERVATIONS: Final = (
     "SELECT msisdn, slot, first, last, count FROM observation WHERE imei = ? ORDER BY last DESC"
 )
+
+
+# History file (written by its own thread, in large batches that nothing waits for). One row per attach
+# (imei, msisdn, slot, time) comes in, as a JSON array; SQLite groups and sorts them, so the upserts
+# walk the table in key order and touch each page once per batch instead of once per attach (random-key
+# upserts in small commits cost 25-50 us per attach here, mostly page writes; in one sorted batch ~8).
+# An attach's ordinal is ?2 + its index in the batch: `time << 20 | index` picks the last attach of each
+# group (index < 2^20 = MAX_CHUNK). `WHERE true` tells the parser that ON CONFLICT belongs to the
+# INSERT; SET expressions read the row as it was before the update.
+UPSERT_OBSERVATIONS: Final = """
+INSERT INTO observation (imei, msisdn, slot, first, last, count, ord)
+    SELECT imei, msisdn, slot, first, lastkey >> 20, n, ?2 + (lastkey & 1048575) FROM (
+        SELECT value->>0 AS imei, value->>1 AS msisdn, value->>2 AS slot, min(value->>3) AS first,
+               max(((value->>3) << 20) | key) AS lastkey, count(*) AS n
+        FROM json_each(?1) GROUP BY 1, 2, 3) WHERE true
+    ON CONFLICT (imei, msisdn, slot) DO UPDATE SET first = min(first, excluded.first),
+        last = max(last, excluded.last), count = count + excluded.count,
+        ord = CASE WHEN excluded.last >= last THEN excluded.ord ELSE ord END
+"""
+# Keep the newest ?2 (subscriber, slot) rows of each IMEI in ?1. IMEIs within the bound are skipped by a
+# count over the primary-key prefix; ties on `last` at the boundary go too.
+TRIM_OBSERVATIONS: Final = """
+DELETE FROM observation WHERE (imei, msisdn, slot) IN (
+    SELECT o.imei, o.msisdn, o.slot FROM (
+        SELECT t.imei AS imei, (SELECT last FROM observation AS p WHERE p.imei = t.imei
+                                ORDER BY last DESC LIMIT 1 OFFSET ?2) AS last
+        FROM (SELECT DISTINCT value AS imei FROM json_each(?1)) AS t
+        WHERE (SELECT count(*) FROM observation AS c WHERE c.imei = t.imei) > ?2) AS cut
+    JOIN observation AS o ON o.imei = cut.imei WHERE o.last <= cut.last)
+"""
+PUT_HISTORY_META: Final = "INSERT OR REPLACE INTO meta (key, value) SELECT value->>0, value->>1 FROM json_each(?)"
 
 
 class StoreError(RuntimeError):
@@ -227,11 +253,6 @@ class Batch:
     events: list[Event] = field(default_factory=list)
     meta: list[tuple[str, int]] = field(default_factory=list)
     consumers: list[tuple[str, int]] = field(default_factory=list)
-    # Soft part: attaches (imei, msisdn, slot, time) numbered from ``ord_base``, and the IMEIs whose
-    # history may have grown past the bound.
-    observations: list[tuple[int, int, int, int]] = field(default_factory=list)
-    ord_base: int = 0
-    trim: list[int] = field(default_factory=list)
     # Maintenance (pruning): run as plain parameterised statements.
     maintenance: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
 
@@ -245,7 +266,20 @@ class Batch:
                 + len(self.consumers))
 
     def __len__(self) -> int:
-        return self.promises + len(self.observations) + len(self.trim) + len(self.maintenance)
+        return self.promises + len(self.maintenance)
+
+
+@dataclass(slots=True)
+class HistoryBatch:
+    """One transaction of the history file: attaches numbered from ``ord_base``, IMEIs to trim."""
+
+    observations: list[tuple[int, int, int, int]] = field(default_factory=list)  # imei, msisdn, slot, time
+    ord_base: int = 0
+    trim: list[int] = field(default_factory=list)
+    meta: list[tuple[str, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.observations) + len(self.trim)
 
 
 def unpack_ints(text: str | bytes) -> list[int]:
@@ -261,7 +295,7 @@ def event_row(ev: Event) -> tuple[int, int, str]:
     return ev.seq, ev.time, orjson.dumps(ev.to_dict()).decode()
 
 
-def write_batch(conn: sqlite3.Connection, b: Batch, trim_keep: int = MAX_OBSERVATIONS_PER_IMEI) -> None:
+def write_batch(conn: sqlite3.Connection, b: Batch) -> None:
     """Apply one batch atomically: maintenance first, then every row in one statement (see above)."""
     if conn.in_transaction:  # a previous failure left one open: never write into it
         conn.execute("ROLLBACK")
@@ -276,10 +310,29 @@ def write_batch(conn: sqlite3.Connection, b: Batch, trim_keep: int = MAX_OBSERVA
             b.grace_del, b.grace_put, b.activation_del, b.activation_put, b.window_del, b.window_put,
             b.quota_del, b.quota_put, b.detection_del, b.detection_put, b.switchback_del, b.switchback_put,
             b.mark_kinds, b.mark_del, b.mark_put, [event_row(ev) for ev in b.events], b.meta, b.consumers,
-            b.observations,
         )
     ]
-    conn.execute(APPLY_BATCH, (*values, b.ord_base, dumps(b.trim) if b.trim else None, trim_keep))
+    conn.execute(APPLY_BATCH, values)
+
+
+def write_history(conn: sqlite3.Connection, hb: HistoryBatch, keep: int = MAX_OBSERVATIONS_PER_IMEI) -> None:
+    """Apply one history batch in one transaction (all or nothing)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if hb.observations:
+            conn.execute(UPSERT_OBSERVATIONS, (orjson.dumps(hb.observations), hb.ord_base))
+        if hb.trim:
+            # After the upserts that may have grown the histories.
+            conn.execute(TRIM_OBSERVATIONS, (orjson.dumps(hb.trim), keep))
+        if hb.meta:
+            conn.execute(PUT_HISTORY_META, (orjson.dumps(hb.meta),))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 # --- opening ---------------------------------------------------------------------------------------
@@ -315,8 +368,14 @@ class DbLock:
             self._f = None
 
 
-def connect(path: Path, synchronous: str = "FULL", *, check_same_thread: bool = True) -> sqlite3.Connection:
-    """Open (creating if needed) the state database for writing and bring its schema up to date."""
+def history_path(path: Path) -> Path:
+    """The history file beside a state file: ``DB`` -> ``DB-history``."""
+    return path.with_name(path.name + "-history")
+
+
+def connect(path: Path, synchronous: str = "FULL", *, history: bool = False) -> sqlite3.Connection:
+    """Open (creating if needed) the state file (or, with ``history``, the history file) for writing
+    and bring its schema up to date."""
     if sqlite3.sqlite_version_info < MIN_SQLITE:
         raise StoreError(f"the state store needs SQLite >= 3.38 (this Python has {sqlite3.sqlite_version})")
     if synchronous not in SYNCHRONOUS_MODES:
@@ -324,8 +383,8 @@ def connect(path: Path, synchronous: str = "FULL", *, check_same_thread: bool = 
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves (one explicit transaction per batch).
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
+        # isolation_level=None: transactions are explicit (or one statement each).
+        conn = sqlite3.connect(path, isolation_level=None)
     except sqlite3.Error as e:
         raise StoreError(f"{path}: cannot open the state database: {e}") from e
     try:
@@ -337,8 +396,11 @@ def connect(path: Path, synchronous: str = "FULL", *, check_same_thread: bool = 
         conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache: load and upserts stay in memory
         conn.execute("PRAGMA temp_store = MEMORY")
-        _migrate(conn, path)
-        conn.executescript(_APPLY_BATCH)
+        if history:
+            _migrate(conn, path, HISTORY_APP_ID, _HISTORY_DDL, "PRAGMA application_id = 1162433096")
+        else:
+            _migrate(conn, path, STATE_APP_ID, _DDL, "PRAGMA application_id = 1162433107")
+            conn.executescript(_APPLY_BATCH)
     except sqlite3.DatabaseError as e:
         conn.close()
         raise StoreError(f"{path}: not a usable state database: {e}") from e
@@ -363,8 +425,11 @@ def connect_reader(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+def _migrate(conn: sqlite3.Connection, path: Path, app_id: int, ddl: str, set_app_id: str) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
+    found = conn.execute("PRAGMA application_id").fetchone()[0]
+    if version and found != app_id:
+        raise StoreError(f"{path}: not an eir {'history' if app_id == HISTORY_APP_ID else 'state'} database")
     if version == SCHEMA_VERSION:
         return
     if version > SCHEMA_VERSION:
@@ -373,8 +438,8 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         has_tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
         if has_tables:
             raise StoreError(f"{path}: not an eir state database (tables but no schema version)")
-        # executescript commits first; the DDL and the version are then one transaction.
-        conn.executescript(f"BEGIN;\n{_DDL}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
+        # executescript commits first; the DDL, the id and the version are then one transaction.
+        conn.executescript(f"BEGIN;\n{ddl}\n{set_app_id};\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
         return
     # Future versions: one step per version, each in its own transaction, e.g.
     #   if version == 1: conn.executescript("BEGIN; ALTER TABLE ...; PRAGMA user_version = 2; COMMIT;")
@@ -407,9 +472,9 @@ def last_committed_seq(conn: sqlite3.Connection) -> int:
 
 
 def database_bytes(path: Path) -> int:
-    """Size on disk of the database and its WAL."""
+    """Size on disk of a state: both files and their WALs."""
     total = 0
-    for suffix in ("", "-wal"):
+    for suffix in ("", "-wal", "-history", "-history-wal"):
         with contextlib.suppress(FileNotFoundError):
             total += os.stat(f"{path}{suffix}").st_size
     return total

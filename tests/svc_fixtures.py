@@ -4,12 +4,13 @@ outcomes, configs on free ports, a fixed clock and a small msgpack RPC client.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import msgpack
 import orjson
@@ -92,7 +93,7 @@ class RpcClient:
     """Minimal pipelining msgpack-rpc client over asyncio streams (``opened`` lists every client made,
     so a test can close them all: :func:`close_all`)."""
 
-    opened: list[RpcClient] = []
+    opened: ClassVar[list[RpcClient]] = []
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
@@ -128,10 +129,8 @@ class RpcClient:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(ConnectionError):
             await self.writer.wait_closed()
-        except ConnectionError:
-            pass
 
 
 async def close_all() -> None:

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("eir.rpc")
 METHODS: Final = ("check", "check_batch", "ping")
+#: Drain: a connection closes once no request arrived for this long after its last answer.
+DRAIN_QUIET_S: Final = 0.05
 
 
 class _Batch:
@@ -92,7 +94,9 @@ class RpcConnection(asyncio.Protocol):
         self.write_paused = False
         self.scheduled = False
         self.closing = False
-        self.draining = False
+        self.draining = False  # server shutdown: answer what the client already sent, then close
+        self.eof = False  # the client half-closed: answer, then close
+        self.received = 0  # chunks received (the drain's quiet check)
         self.holding = 0  # answers waiting for a group commit
         self.last_active = 0.0
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -118,7 +122,7 @@ class RpcConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         # Half-close: keep the transport open to answer what was sent, close when done.
-        self.draining = True
+        self.eof = True
         self._maybe_finish()
         return True
 
@@ -137,6 +141,7 @@ class RpcConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        self.received += 1
         items = self.decoder.feed(data)
         if items:
             self.queue.extend(items)
@@ -328,18 +333,30 @@ class RpcConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
-        if not self.reading and not self.draining and self.transport is not None and not self.closing:
+        if not self.reading and not self.eof and self.transport is not None and not self.closing:
             self.reading = True
             self.transport.resume_reading()
 
     def drain(self) -> None:
-        """Server shutdown: read nothing more, answer what was received, then close."""
+        """Server shutdown: answer every request the client has already sent, then close.
+
+        Reading goes on (requests sitting in the socket buffer were sent before the shutdown and are
+        in flight); the connection closes once its answers are out and nothing more arrived for
+        :data:`DRAIN_QUIET_S`. A client that keeps sending is cut at the drain timeout.
+        """
         self.draining = True
-        self._pause_reading()
         self._maybe_finish()
 
     def _maybe_finish(self) -> None:
-        if self.draining and not self.queue and not self.holding and not self.scheduled:
+        if self.queue or self.holding or self.scheduled or self.closing:
+            return
+        if self.eof:
+            self.close("client")
+        elif self.draining and not self.decoder.buffered:
+            self.server.loop.call_later(DRAIN_QUIET_S, self._quiet_close, self.received)
+
+    def _quiet_close(self, received: int) -> None:
+        if self.received == received and not self.queue and not self.holding and not self.scheduled:
             self.close("drain")
 
     def close(self, cause: str) -> None:

@@ -22,7 +22,6 @@ from tests.svc_fixtures import (
     OTHER,
     OTHER_E164,
     OWNED,
-    OWNER,
     OWNER_E164,
     OWNER_IMSI,
     ROOT,
@@ -120,8 +119,8 @@ async def test_check_single_and_list(client: TestClient[Any, Any]) -> None:
     assert d == {"imei": OWNED, "msisdn": OWNER_E164, "slot": 1, "roamer": False, "time": "2026-11-01T00:00:00Z",
                  "time_epoch": T0, "verdict": "ALLOW", "status": "WHITELISTED", "reason": "OWNER",
                  "deadline": None, "deadline_epoch": None}
-    r = await client.post("/v1/check", json=[{"imei": UNOWNED, "msisdn": OTHER, "slot": 2, "time": "2026-11-02T00:00:00Z"},
-                                             {"imei": "123", "msisdn": None}])
+    r = await client.post("/v1/check", json=[
+        {"imei": UNOWNED, "msisdn": OTHER, "slot": 2, "time": "2026-11-02T00:00:00Z"}, {"imei": "123", "msisdn": None}])
     a, b = await r.json()
     assert (a["reason"], a["deadline"], a["deadline_epoch"], a["slot"]) == (
         "ACTIVATION_GRACE", "2026-12-02T00:00:00Z", T0 + 31 * DAY, 2)
@@ -247,10 +246,13 @@ async def test_nginx_h2c_front_end(tmp_path: Path, snapshot: Path, unused_tcp_po
         base = f"http://127.0.0.1:{unused_tcp_port}"
         url = f"{base}{EIC}?pei=imei-{OWNED15}&gpsi=msisdn-{OWNER_E164}"
         for _ in range(100):  # wait for nginx to listen
-            out = await _curl(curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", f"{base}/healthz")
+            out = await _curl(curl, "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}",
+                              f"{base}/healthz")
             if out == "200":
                 break
             await asyncio.sleep(0.05)
+        else:
+            pytest.fail("nginx did not answer over h2c")
         body = await _curl(curl, "-s", "--http2-prior-knowledge", "-w", "\n%{http_version} %{http_code}", url)
         assert body.splitlines() == ['{"status":"WHITELISTED"}', "2 200"]
         body = await _curl(curl, "-s", "--http2-prior-knowledge", "-w", "\n%{http_version} %{http_code}",

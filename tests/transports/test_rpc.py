@@ -235,8 +235,9 @@ async def test_oversize_message_and_huge_batch(svc: Service) -> None:
 
 async def test_wrong_types(svc: Service) -> None:
     c = await RpcClient.connect(svc)
-    for params in ([None, OWNER], [OWNED, OWNER, "x"], [OWNED, OWNER, 1, "yesterday"], [OWNED, OWNER, 1, None, "abc"],
-                   [OWNED, OWNER, True], [[OWNED], OWNER], [OWNED, {"a": 1}], [OWNED], [OWNED, OWNER, 1, None, None, 1]):
+    for params in ([None, OWNER], [OWNED, OWNER, "x"], [OWNED, OWNER, 1, "yesterday"],
+                   [OWNED, OWNER, 1, None, "abc"], [OWNED, OWNER, True], [[OWNED], OWNER], [OWNED, {"a": 1}],
+                   [OWNED], [OWNED, OWNER, 1, None, None, 1]):
         err, _ = await c.call("check", params)
         assert err["code"] == "invalid_params", params
     assert await c.call("ping", []) == (None, "pong")
@@ -282,12 +283,12 @@ async def test_client_that_does_not_read_is_throttled_then_dropped(snapshot: Pat
         lazy.writer.transport.pause_reading()  # never read the answers
         (conn,) = s.rpc.conns
         batch = encode_request(1, "check_batch", [[[OWNED, OWNER]] * 1_000])
-        for i in range(2_000):  # up to ~80 MB of answers requested
+        for _ in range(2_000):  # up to ~80 MB of answers requested
             lazy.writer.write(batch)
             await asyncio.sleep(0.001)
             if conn.write_paused:
                 break
-        assert conn.write_paused and not conn.reading, i
+        assert conn.write_paused and not conn.reading
         assert conn.decoder.buffered < 1 << 20 and len(conn.queue) < 300
         other = await RpcClient.connect(s)
         assert await other.call("ping", []) == (None, "pong")  # everyone else is served
@@ -310,7 +311,8 @@ async def test_reload_under_load_fails_no_request(tmp_path: Path, snapshot: Path
     async def hammer() -> None:
         c = await RpcClient.connect(s)
         while not stop.is_set():
-            ids = [c.send("check", [OWNED, OWNER]) for _ in range(20)] + [c.send("check_batch", [[[OWNED, OWNER]] * 300])]
+            ids = [c.send("check", [OWNED, OWNER]) for _ in range(20)]
+            ids.append(c.send("check_batch", [[[OWNED, OWNER]] * 300]))
             for _ in ids:
                 msg = await c.recv()
                 if msg[2] is not None:
