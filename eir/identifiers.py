@@ -32,6 +32,7 @@ class IdentifierError(ValueError):
     def __init__(self, field: str, value: object, reason: str) -> None:
         super().__init__(f"{field}: {reason}: {value!r}")
         self.field = field
+        self.value = value
         self.reason = reason
 
 
@@ -116,11 +117,6 @@ class NumberingPlan:
         # Iranian mobile numbers: 10-digit national significant number starting with 9.
         return 10 if self.country_code == "98" else 0
 
-    @property
-    def national_offset(self) -> int:
-        """What to add to a national mobile number's int value to get its E.164 int value."""
-        return int(self.country_code) * 10**self.national_mobile_length
-
 
 def parse_msisdn(raw: str, plan: NumberingPlan) -> tuple[Msisdn, bool]:
     """Normalise an MSISDN to E.164 digits; returns ``(msisdn, is_home)``.
@@ -192,7 +188,7 @@ def parse_slot(raw: object) -> int:
     if raw is None:
         return 1
     if raw.__class__ is str:
-        got = _SLOTS.get(raw)  # type: ignore[call-overload]
+        got = _SLOTS.get(raw)
         if got is not None:
             return got
     if isinstance(raw, bool):

@@ -77,7 +77,7 @@ def _text(field: str, raw: object) -> str:
 def build_query(index: Index, rules: RuleSet, time: int, imei: object, msisdn: object = None,
                 slot: object = None, imsi: object = None) -> Query:
     """Parse one attach's raw values into a Query; the subscriber may come from the IMSI."""
-    core = parse_imei(imei if imei.__class__ is str and len(imei) <= MAX_FIELD_CHARS  # type: ignore[arg-type]
+    core = parse_imei(imei if imei.__class__ is str and len(imei) <= MAX_FIELD_CHARS
                       else _text("imei", imei), rules.imei)
     plan = rules.plan
     try:
@@ -88,11 +88,11 @@ def build_query(index: Index, rules: RuleSet, time: int, imei: object, msisdn: o
             imsi_n = parse_imsi(_text("imsi", imsi))
             imsi_home = imsi_is_home(imsi_n, plan)
         if msisdn is not None and msisdn != "":
-            m, home = parse_msisdn(msisdn if msisdn.__class__ is str and len(msisdn) <= MAX_FIELD_CHARS  # type: ignore[arg-type]
+            m, home = parse_msisdn(msisdn if msisdn.__class__ is str and len(msisdn) <= MAX_FIELD_CHARS
                                    else _text("msisdn", msisdn), plan)
             return Query(time, core, m, slot_n, not (home and imsi_home), imsi_n)
     except IdentifierError as e:
-        raise RequestError(e.field, e.args[0], e.reason) from e
+        raise RequestError(e.field, e.value, e.reason) from e
     if imsi_n:
         if not imsi_home:
             return Query(time, core, 0, slot_n, True, imsi_n)

@@ -161,6 +161,8 @@ class Service:
     async def reload(self, force: bool = False) -> ReloadOutcome:
         """Load the configured snapshot and rule files again and swap them in (the first call loads)."""
         if self._reload_lock.locked():
+            log.warning("reload not started: a reload is already running")
+            self.metrics.reloads.labels("busy").inc()
             return ReloadOutcome("busy", "a reload is already running")
         async with self._reload_lock:
             outcome = await self._reload(force)
@@ -241,12 +243,14 @@ class Service:
         self.spawn(self.reload(force=False))
 
     async def start(self) -> None:
-        """Open the listeners (so /healthz and /readyz answer during the load), then load."""
+        """Open the durable store, the listeners (so /healthz and /readyz answer during the load), load."""
         from eir.transports.http import HttpServer
         from eir.transports.rpc import RpcServer
 
         cfg = self.config
         log.info("starting", extra=fields(**cfg.describe()))
+        if cfg.state is not None and self.durable is None:
+            await self._open_store(cfg.state)  # before the listeners: the HTTP app mounts its event feed
         try:
             if cfg.rpc is not None:
                 self.rpc = RpcServer(self)
@@ -256,12 +260,12 @@ class Service:
                 await self.http.start(cfg.http.host, cfg.http.port)
         except OSError as e:
             await self.close_transports()
+            await self._close_state()
             raise StartupError(f"cannot listen: {e}") from e
-        if cfg.state is not None and self.durable is None:
-            await self._open_store(cfg.state)
         outcome = await self.reload(force=True)
         if not outcome.ok:
             await self.close_transports()
+            await self._close_state()
             raise StartupError(f"first load failed: {outcome.reason}")
         self.spawn(self._gc_freezer())
 
@@ -282,7 +286,6 @@ class Service:
         try:
             store = await SqliteState.open(path, rules=self._current_rules)
         except StoreError as e:
-            await self.close_transports()
             raise StartupError(str(e)) from e
         self.state = store
         self.durable = store
@@ -317,10 +320,13 @@ class Service:
         for task in list(self._tasks):
             task.cancel()  # a reload still reading files: nobody waits for its answer any more
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._close_state()
+        log.info("stopped", extra=fields(drain_seconds=round(time.perf_counter() - started, 3)))
+
+    async def _close_state(self) -> None:
         close = getattr(self.state, "close", None)
         if callable(close):
             await close()  # the durable store commits everything queued, then closes
-        log.info("stopped", extra=fields(drain_seconds=round(time.perf_counter() - started, 3)))
 
     async def close_transports(self) -> None:
         """Stop listening and drain both transports concurrently."""

@@ -1,25 +1,27 @@
 """Durable engine state (SPEC §7): SQLite in WAL mode behind the :class:`~eir.state.MemoryState` interface.
 
 The decision core reads state synchronously, so the stores here *are* memory states (the hot state
-lives in the inherited dicts) that also journal every change to SQLite:
+lives in the inherited dicts) that also journal every change to SQLite (two files, see
+:mod:`eir.store_schema`):
 
-* :class:`SqliteState` (the service): a background writer task group-commits the changes of many
-  requests into one transaction on a dedicated thread. *Promise* writes (graces, activations, windows,
-  quotas, detections, switch-backs, de-dup marks, events) are what an answer may depend on: the service
-  awaits :meth:`SqliteState.barrier` before answering a decision that created or read one (see
-  :meth:`SqliteState.needs_barrier`). *Soft* writes (observation counts) are flushed in the background and
-  never awaited.
+* :class:`SqliteState` (the service): a background writer task group-commits the *promise* writes
+  (graces, activations, windows, quotas, detections, switch-backs, de-dup marks, events) of many requests
+  into one transaction on a dedicated thread; the service awaits :meth:`SqliteState.barrier` before
+  answering a decision that created or read one (:meth:`SqliteState.needs_barrier`). A second task
+  writes the *soft* observation history every ``observation_flush_s`` on its own thread and file;
+  nothing ever waits for it.
 * :class:`SyncSqliteState` (``eir replay --state``): the same journal, committed inline every
   ``replay_commit_rows`` attaches and at close; no event loop, no thread.
 
-Both load only the hot state at open (``eir.store_hot``) and prune what can no longer change a decision.
-Details, guarantees and what a crash can lose: ``docs/state.md``.
+Both load only the hot state at open (:mod:`eir.store_hot`) and prune what can no longer change a
+decision. Details, guarantees and what a crash can lose: ``docs/state.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import orjson
 
 from eir.events import Event
-from eir.state import MAX_OBSERVATIONS_PER_IMEI
+from eir.state import MAX_OBSERVATIONS_PER_IMEI, SLOT_BITS
 from eir.store_journal import Journal, RulesProvider, StoreConfig
 from eir.store_schema import (
     SELECT_OBSERVATIONS,
@@ -39,9 +41,13 @@ from eir.store_schema import (
     connect,
     connect_reader,
     database_bytes,
+    encode_batch,
+    encode_history,
+    history_path,
     iter_events,
     read_events,
     write_batch,
+    write_history,
 )
 
 if TYPE_CHECKING:
@@ -53,7 +59,10 @@ __all__ = ["DEFAULT_STATE_PATH", "RulesProvider", "SqliteState", "StoreConfig", 
 DEFAULT_STATE_PATH: Final = Path("var/eir-state.db")
 
 HistoryRow = tuple[int, int, int, int, int]  # msisdn, slot, first, last, count
+SLOT_MASK: Final = (1 << SLOT_BITS) - 1
 _T = TypeVar("_T")
+
+log = logging.getLogger("eir.store")
 
 
 class SqliteState(Journal):
@@ -67,28 +76,38 @@ class SqliteState(Journal):
                  clock: Callable[[], float] | None = None) -> None:
         super().__init__(path, config, rules, clock)
         self._conn: sqlite3.Connection | None = None
+        self._hconn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
-        self._read_executor: ThreadPoolExecutor | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._hreader: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None  # promise writes (state file)
+        self._hexecutor: ThreadPoolExecutor | None = None  # history writes (history file)
+        self._read_executor: ThreadPoolExecutor | None = None  # outbox and history reads
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
+        self._hwake = asyncio.Event()
+        self._hlock = asyncio.Lock()
+        self._hinflight: list[tuple[int, int, int]] = []
         self._events_changed = asyncio.Event()
         self._next: asyncio.Future[None] | None = None  # completes when the next batch commits
         self._inflight: asyncio.Future[None] | None = None  # the batch being written, if it has promises
-        self._soft_due = False
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
         self._done: asyncio.Future[None] | None = None
+        self._observe_limit = config.history_batch_rows
         self.last_error: str | None = None
+        #: Set when a background task died of a bug: every barrier fails from then on (readiness).
+        self.broken: str | None = None
         self.stats: dict[str, float] = {
-            "commits": 0, "commit_errors": 0, "rows": 0, "promise_rows": 0, "commit_seconds_total": 0.0,
-            "commit_seconds_max": 0.0, "prunes": 0, "pruned": 0, "open_seconds": 0.0,
+            "commits": 0, "commit_errors": 0, "promise_rows": 0, "commit_seconds_total": 0.0,
+            "commit_seconds_max": 0.0, "history_writes": 0, "history_errors": 0, "history_rows": 0,
+            "history_seconds_total": 0.0, "history_seconds_max": 0.0, "prunes": 0, "pruned": 0,
+            "open_seconds": 0.0,
         }
 
     @classmethod
     async def open(cls, path: str | Path, config: StoreConfig | None = None, *,
                    rules: RulesProvider | None = None, clock: Callable[[], float] | None = None) -> SqliteState:
-        """Open (or create) the state database, load the hot state and start the writer and pruner.
+        """Open (or create) the state, load the hot state and start the writers and the pruner.
 
         ``rules`` returns the engine's current rule set; pruning needs its durations (without it only
         rule-independent state is pruned). ``clock`` (wall clock, epoch seconds; tests) caps the
@@ -96,18 +115,24 @@ class SqliteState(Journal):
         """
         started = time.perf_counter()
         self = cls(Path(path), config or StoreConfig(), rules, clock)
-        self._observe_limit = 16 * self.config.observation_chunk
         self._lock.acquire()
         loop = self._loop = asyncio.get_running_loop()
-        # One thread owns the write connection: every statement runs there, one batch per hop.
+        # One thread per connection: every statement of a connection runs on its thread, one batch
+        # (one statement) per hop.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eir-state")
+        self._hexecutor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eir-history")
+        self._read_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eir-state-read")
         try:
-            self._conn = await loop.run_in_executor(self._executor, connect, self.path, self.config.synchronous)
-            await loop.run_in_executor(self._executor, self._load, self._conn)
-            # Delivery reads (outbox, history) use their own connection on their own thread: WAL readers
-            # never wait for the writer and see only committed rows.
-            self._read_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eir-state-read")
+            sync = self.config.synchronous
+            self._conn = await loop.run_in_executor(self._executor, connect, self.path, sync)
+            self._hconn = await loop.run_in_executor(self._hexecutor, _connect_history, self.path)
+            # Both connections are idle until the writers start: loading reads them from one thread.
+            await loop.run_in_executor(self._executor, self._load_both)
+            # Delivery reads use their own connections: WAL readers never wait for the writers and
+            # see only committed rows.
             self._reader = await loop.run_in_executor(self._read_executor, connect_reader, self.path)
+            self._hreader = await loop.run_in_executor(self._read_executor, connect_reader,
+                                                       history_path(self.path))
         except (sqlite3.Error, OSError) as e:
             await self._shutdown()
             raise StoreError(f"{self.path}: cannot open the state database: {e}") from e
@@ -117,13 +142,38 @@ class SqliteState(Journal):
         self._done = loop.create_future()
         self._done.set_result(None)
         self._tasks = [loop.create_task(self._writer(), name="eir-state-writer"),
-                       loop.create_task(self._ticker(), name="eir-state-ticker")]
+                       loop.create_task(self._history_writer(), name="eir-history-writer")]
         if self.config.prune_interval_s > 0:
             self._tasks.append(loop.create_task(self._pruner(), name="eir-state-pruner"))
+        for task in self._tasks:
+            task.add_done_callback(self._task_ended)
         if self._dirty or self._maintenance:
             self._wake.set()
         self.stats["open_seconds"] = time.perf_counter() - started
         return self
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A background task died of an unexpected error (a bug): fail loudly instead of hanging.
+
+        Every answer waiting for a commit gets StoreError, and so does every later barrier: the store
+        must not pretend promises are durable when nothing writes them any more.
+        """
+        if task.cancelled() or self._closing:
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        self.broken = f"{task.get_name()} died: {type(exc).__name__}: {exc}"
+        log.critical("state store stopped writing: %s", self.broken, exc_info=exc)
+        for fut in (self._next, self._inflight):
+            if fut is not None and not fut.done():
+                fut.set_exception(StoreError(self.broken))
+                fut.exception()
+        self._next = self._inflight = None
+
+    def _load_both(self) -> None:
+        assert self._conn is not None and self._hconn is not None
+        self._load(self._conn, self._hconn)
 
     # --- what the service calls --------------------------------------------------------------------
 
@@ -134,20 +184,28 @@ class SqliteState(Journal):
     def needs_barrier(self, d: Decision) -> bool:
         """Whether the answer to ``d`` must wait for :meth:`barrier`.
 
-        A decision that changed state or emitted an event waits for its own commit; one that carries a
-        deadline may have read a promise another request just made (its grace, its window) and waits
-        while any promise is uncommitted. Everything else answers at once.
+        A decision that changed state or emitted an event waits for its own commit. One that carries a
+        deadline may have read a promise another request just made (the second attach of a subscriber
+        sees the grace the first one created): it waits while a grace, activation or window with that
+        very deadline is uncommitted (an unrelated promise with an equal deadline only costs a wait).
+        Everything else answers at once.
         """
-        return bool(d.effects) or (d.deadline is not None and (self._dirty or self._inflight is not None))
+        if d.effects:
+            return True
+        dl = d.deadline
+        return dl is not None and (dl in self._dl_queued or dl in self._dl_writing)
 
     def barrier(self) -> Awaitable[None]:
-        """An awaitable that completes once everything changed before the call is committed.
+        """An awaitable that completes once every promise changed before the call is committed.
 
         Raises :class:`StoreError` if that commit fails (the change stays queued and is retried; the
-        answer that depends on it must not be sent). Cancelling the await does not cancel the commit.
+        answer that depends on it must not be sent) or the store is closed. Cancelling the await does
+        not cancel the commit.
         """
         if self._closing:
             raise StoreError("state store is closed")
+        if self.broken is not None:
+            raise StoreError(f"state store is not writing: {self.broken}")
         if self._dirty:
             fut = self._next
             if fut is None:
@@ -165,24 +223,25 @@ class SqliteState(Journal):
         self._wake.set()
 
     def _observed_enough(self) -> None:
-        # A burst of attaches: flush the observation counts before the next tick (bounds memory).
-        self._observed = 0
-        self._soft_due = True
-        self._wake.set()
+        # A full batch: write it now rather than at the next tick (also bounds memory under bursts).
+        if not self._hwake.is_set():
+            self._hwake.set()
 
     async def flush(self) -> None:
-        """Commit everything queued, observation counts included (tests, shutdown, benchmarks)."""
-        self._queue_soft()  # what was observed up to now; later attaches go with the next ticks
-        while self._dirty or self._inflight is not None or self._soft_queued() or self._maintenance:
+        """Commit everything queued, the observation history included (shutdown, tests, benchmarks)."""
+        while self._dirty or self._inflight is not None or self._maintenance:
+            if self.broken is not None:
+                raise StoreError(f"state store is not writing: {self.broken}")
             fut = self._next
             if fut is None:
                 assert self._loop is not None
                 fut = self._next = self._loop.create_future()
             self._wake.set()
             await asyncio.shield(fut)
+        await self._write_history()
 
     async def close(self) -> None:
-        """Stop pruning, commit everything, stop the writer and release the database."""
+        """Stop pruning, commit everything, stop the writers and release the database."""
         if self._closing:
             return
         pruner = [t for t in self._tasks if t.get_name() == "eir-state-pruner"]
@@ -194,6 +253,8 @@ class SqliteState(Journal):
             await self.flush()
         finally:
             self._closing = True
+            changed, self._events_changed = self._events_changed, asyncio.Event()
+            changed.set()  # release long-polls
             await self._shutdown()
 
     async def _shutdown(self) -> None:
@@ -203,19 +264,19 @@ class SqliteState(Journal):
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         loop = asyncio.get_running_loop()
-        if self._read_executor is not None:
-            if self._reader is not None:
-                await loop.run_in_executor(self._read_executor, self._reader.close)
-                self._reader = None
-            self._read_executor.shutdown(wait=True)
-            self._read_executor = None
-        if self._executor is not None:
-            conn = self._conn
-            if conn is not None:
-                await loop.run_in_executor(self._executor, _close_conn, conn)
-                self._conn = None
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        for ex_name, conn_names in (("_read_executor", ("_reader", "_hreader")), ("_executor", ("_conn",)),
+                                    ("_hexecutor", ("_hconn",))):
+            executor: ThreadPoolExecutor | None = getattr(self, ex_name)
+            if executor is None:
+                continue
+            for name in conn_names:
+                conn: sqlite3.Connection | None = getattr(self, name)
+                if conn is not None:
+                    closer = conn.close if name in ("_reader", "_hreader") else _closer(conn)
+                    await loop.run_in_executor(executor, closer)
+                    setattr(self, name, None)
+            executor.shutdown(wait=True)
+            setattr(self, ex_name, None)
         self._close_lock()
 
     async def __aenter__(self) -> SqliteState:
@@ -224,11 +285,11 @@ class SqliteState(Journal):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # --- delivery ----------------------------------------------------------------------------------
+    # --- delivery and reads ------------------------------------------------------------------------
 
     async def read_events(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         """Committed events ``(seq, JSON bytes)`` with ``seq > after``, oldest first, at most ``limit``."""
-        return await self._read(read_events, after, limit)
+        return await self._read(self._reader, read_events, after, limit)
 
     async def wait_for_events(self, after: int, timeout: float) -> bool:
         """Wait until an event with ``seq > after`` is committed; False if ``timeout`` passes first."""
@@ -261,30 +322,19 @@ class SqliteState(Journal):
     async def history_rows(self, imei: int) -> list[HistoryRow]:
         """The full observation history of an IMEI: ``(msisdn, slot, first, last, count)``, newest first.
 
-        Merges the committed rows with the counts not flushed yet (a flush running at the same moment
-        may be counted on either side for an instant).
+        Merges the committed rows with the attaches not written yet (during the instant a history
+        write commits, its attaches may be counted on both sides).
         """
-        rows = await self._read(_observations, imei)
-        merged: dict[tuple[int, int], list[int]] = {(m, s): [f, la, c] for m, s, f, la, c in rows}
-        for i, m, s, t in (*self._obs_q, *self._obs):
-            if i != imei:
-                continue
-            rec = merged.get((m, s))
-            if rec is None:
-                merged[(m, s)] = [t, t, 1]
-            else:
-                rec[0], rec[1], rec[2] = min(rec[0], t), max(rec[1], t), rec[2] + 1
-        out = [(m, s, r[0], r[1], r[2]) for (m, s), r in merged.items()]
-        out.sort(key=lambda r: -r[3])
-        return out[:MAX_OBSERVATIONS_PER_IMEI]
+        rows = await self._read(self._hreader, _observations, imei)
+        return _merge_pending(rows, imei, (*self._hinflight, *self._obs))
 
-    async def _read(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run ``fn(reader_connection, *args)`` on the reader thread."""
-        reader, executor = self._reader, self._read_executor
-        if reader is None or executor is None:
+    async def _read(self, conn: sqlite3.Connection | None, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(conn, *args)`` on the reader thread."""
+        executor = self._read_executor
+        if conn is None or executor is None:
             raise StoreError("state database is closed")
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, fn, reader, *args)
+            return await asyncio.get_running_loop().run_in_executor(executor, fn, conn, *args)
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: read failed: {e}") from e
 
@@ -296,7 +346,7 @@ class SqliteState(Journal):
             "committed_seq": self.committed_seq,
             "outbox_backlog": self.committed_seq - min(self.consumers.values(), default=self.committed_seq),
             "pending_events": len(self._new_events),
-            "pending_observations": len(self._obs) + len(self._obs_q),
+            "pending_observations": len(self._obs) + len(self._hinflight),
             "graces": len(self.graces), "activations": len(self.activations), "windows": len(self.windows),
             "quotas": len(self.quotas), "detections": len(self.detections), "marks": len(self.marks),
             "histories": len(self.histories),
@@ -320,22 +370,13 @@ class SqliteState(Journal):
 
     # --- background tasks --------------------------------------------------------------------------
 
-    async def _ticker(self) -> None:
-        """Makes the soft part due every ``observation_flush_s``."""
-        period = self.config.observation_flush_s or 0.5
-        while True:
-            await asyncio.sleep(period)
-            if self._obs or self._soft_queued() or self._maintenance:
-                self._soft_due = True
-                self._wake.set()
-
     async def _pruner(self) -> None:
         while True:
             await asyncio.sleep(self.config.prune_interval_s)
             await self.prune()
 
     async def _writer(self) -> None:
-        """The group-commit loop: one batch per wake-up, written on the store's thread."""
+        """The group-commit loop of the promises: one batch per wake-up, written on the store's thread."""
         cfg = self.config
         loop = asyncio.get_running_loop()
         assert self._executor is not None and self._conn is not None
@@ -349,11 +390,6 @@ class SqliteState(Journal):
             b = Batch()
             if self._dirty:
                 self._take_promises(b)
-            if self._soft_due:
-                self._soft_due = False
-                self._queue_soft()
-            if self._soft_queued():
-                self._take_soft(b, cfg.observation_chunk)
             if self._maintenance:
                 self._take_maintenance(b, 1)
             fut, self._next = self._next, None
@@ -366,13 +402,15 @@ class SqliteState(Journal):
                     fut = loop.create_future()
                 self._inflight = fut
             started = loop.time()
+            params = encode_batch(b) if b.promises else None
             try:
-                await loop.run_in_executor(executor, write_batch, conn, b)
+                await loop.run_in_executor(executor, write_batch, conn, b, params)
             except sqlite3.Error as e:
                 self._inflight = None
                 self._requeue(b)
                 self.stats["commit_errors"] += 1
                 self.last_error = str(e)
+                log.error("state commit failed (%d rows kept, retrying): %s", len(b), e)
                 if fut is not None and not fut.done():
                     fut.set_exception(StoreError(f"state commit failed: {e}"))
                     fut.exception()  # retrieved: the awaiters (if any) get it through their shields
@@ -386,7 +424,6 @@ class SqliteState(Journal):
             self._committed(b)
             st = self.stats
             st["commits"] += 1
-            st["rows"] += len(b)
             st["promise_rows"] += b.promises
             st["commit_seconds_total"] += elapsed
             if elapsed > st["commit_seconds_max"]:
@@ -396,24 +433,87 @@ class SqliteState(Journal):
                 changed.set()
             if fut is not None and not fut.done():
                 fut.set_result(None)
-            if self._dirty or self._soft_queued() or self._maintenance:
+            if self._dirty or self._maintenance:
                 self._wake.set()
+
+    async def _history_writer(self) -> None:
+        """Writes the observation history every ``observation_flush_s``, or when a batch is full."""
+        period = self.config.observation_flush_s or 2.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hwake.wait(), period)
+            self._hwake.clear()
+            await self._write_history()
+
+    async def _write_history(self) -> None:
+        """Write what was observed so far, as one (or, after a long stall, several) transactions."""
+        async with self._hlock:
+            loop = asyncio.get_running_loop()
+            assert self._hexecutor is not None and self._hconn is not None
+            while self._obs or self._trim:
+                hb = self._take_history(self.config.history_batch_rows)
+                self._hinflight = hb.observations
+                started = loop.time()
+                try:
+                    params = encode_history(hb)
+                    await loop.run_in_executor(self._hexecutor, write_history, self._hconn, hb, params)
+                except sqlite3.Error as e:
+                    self._requeue_history(hb)
+                    self.stats["history_errors"] += 1
+                    self.last_error = str(e)
+                    log.error("history write failed (%d attaches kept, retrying): %s", len(hb.observations), e)
+                    return  # the next tick retries
+                finally:
+                    self._hinflight = []
+                elapsed = loop.time() - started
+                st = self.stats
+                st["history_writes"] += 1
+                st["history_rows"] += len(hb.observations)
+                st["history_seconds_total"] += elapsed
+                if elapsed > st["history_seconds_max"]:
+                    st["history_seconds_max"] = elapsed
+
+
+def _connect_history(path: Path) -> sqlite3.Connection:
+    # Soft data: NORMAL is enough (kill -9 loses nothing committed; a power cut may lose the last
+    # writes of counts, never a promise). The service loads through it on the state thread, then hands
+    # it to the history thread: one user at a time.
+    return connect(history_path(path), "NORMAL", history=True, check_same_thread=False)
 
 
 def _observations(conn: sqlite3.Connection, imei: int) -> list[HistoryRow]:
     return [(int(m), int(s), int(f), int(la), int(c)) for m, s, f, la, c in conn.execute(SELECT_OBSERVATIONS, (imei,))]
 
 
-def _close_conn(conn: sqlite3.Connection) -> None:
-    # A clean close checkpoints the WAL into the database file, so the next open reads one file.
-    with contextlib.suppress(sqlite3.Error):
-        conn.execute("PRAGMA optimize")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
+def _merge_pending(rows: list[HistoryRow], imei: int, pending: Any) -> list[HistoryRow]:
+    merged: dict[tuple[int, int], list[int]] = {(m, s): [f, la, c] for m, s, f, la, c in rows}
+    for i, key, t in pending:
+        if i != imei:
+            continue
+        m, s = key >> SLOT_BITS, key & SLOT_MASK
+        rec = merged.get((m, s))
+        if rec is None:
+            merged[(m, s)] = [t, t, 1]
+        else:
+            rec[0], rec[1], rec[2] = min(rec[0], t), max(rec[1], t), rec[2] + 1
+    out = [(m, s, r[0], r[1], r[2]) for (m, s), r in merged.items()]
+    out.sort(key=lambda r: -r[3])
+    return out[:MAX_OBSERVATIONS_PER_IMEI]
+
+
+def _closer(conn: sqlite3.Connection) -> Callable[[], None]:
+    def close() -> None:
+        # A clean close checkpoints the WAL into the database file, so the next open reads one file.
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA optimize")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+
+    return close
 
 
 class SyncSqliteState(Journal):
-    """The durable state for ``eir replay --state``: same schema and journal, committed inline.
+    """The durable state for ``eir replay --state``: same files and journal, committed inline.
 
     Commits every ``replay_commit_rows`` attaches (always between two attaches, so a crash leaves a
     consistent prefix) and at :meth:`close`. Use as a context manager or call :meth:`close`.
@@ -423,20 +523,22 @@ class SyncSqliteState(Journal):
                  clock: Callable[[], float] | None = None) -> None:
         super().__init__(path, config, rules, clock)
         self._conn: sqlite3.Connection | None = None
+        self._hconn: sqlite3.Connection | None = None
         self._since_prune = 0
         self.commits = 0
 
     @classmethod
     def open(cls, path: str | Path, config: StoreConfig | None = None, *,
              rules: RulesProvider | None = None, clock: Callable[[], float] | None = None) -> SyncSqliteState:
-        """Open (or create) the state database and load the hot state (``rules``, ``clock``: as in
+        """Open (or create) the state and load the hot state (``rules``, ``clock``: as in
         :meth:`SqliteState.open`)."""
         self = cls(Path(path), config or StoreConfig(), rules, clock)
         self._observe_limit = self.config.replay_commit_rows
         self._lock.acquire()
         try:
             self._conn = connect(self.path, self.config.synchronous)
-            self._load(self._conn)
+            self._hconn = _connect_history(self.path)
+            self._load(self._conn, self._hconn)
         except sqlite3.Error as e:
             self._abort()
             raise StoreError(f"{self.path}: cannot open the state database: {e}") from e
@@ -446,9 +548,10 @@ class SyncSqliteState(Journal):
         return self
 
     def _abort(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for conn in (self._conn, self._hconn):
+            if conn is not None:
+                conn.close()
+        self._conn = self._hconn = None
         self._close_lock()
 
     def _observed_enough(self) -> None:
@@ -457,27 +560,31 @@ class SyncSqliteState(Journal):
         self.commit()
 
     def commit(self) -> None:
-        """Write everything changed so far in one transaction."""
-        if self._conn is None:
+        """Write everything changed so far (promises, then the history)."""
+        if self._conn is None or self._hconn is None:
             raise StoreError("state database is closed")
-        self._since_prune += self._observed
+        self._since_prune += len(self._obs)
         if self._rules is not None and self._since_prune >= self.config.replay_prune_rows:
             self._since_prune = 0
             for _ in self._prune_steps():
                 pass
-        self._queue_soft()
         b = Batch()
         self._take_promises(b)
-        self._take_soft(b, len(self._obs_q) + len(self._trim_q) + 1)
         self._take_maintenance(b, len(self._maintenance))
-        if not len(b):
-            return
         try:
-            write_batch(self._conn, b)
+            if len(b):
+                write_batch(self._conn, b)
         except sqlite3.Error as e:
             self._requeue(b)
             raise StoreError(f"{self.path}: state commit failed: {e}") from e
         self._committed(b)
+        while self._obs or self._trim:
+            hb = self._take_history()
+            try:
+                write_history(self._hconn, hb)
+            except sqlite3.Error as e:
+                self._requeue_history(hb)
+                raise StoreError(f"{self.path}: history write failed: {e}") from e
         self.commits += 1
 
     def prune(self) -> int:
@@ -502,22 +609,22 @@ class SyncSqliteState(Journal):
 
     def history_rows(self, imei: int) -> list[HistoryRow]:
         """The committed observation history of an IMEI (commit first to include the latest)."""
-        if self._conn is None:
+        if self._hconn is None:
             raise StoreError("state database is closed")
-        rows: list[Any] = self._conn.execute(SELECT_OBSERVATIONS, (imei,)).fetchall()
-        return [tuple(r) for r in rows[:MAX_OBSERVATIONS_PER_IMEI]]
+        return _observations(self._hconn, imei)[:MAX_OBSERVATIONS_PER_IMEI]
 
     def close(self) -> None:
         """Commit (pruning first when rules are known) and release the database."""
-        if self._conn is None:
+        if self._conn is None or self._hconn is None:
             return
         try:
             if self._rules is not None:
                 self.prune()
             self.commit()
         finally:
-            _close_conn(self._conn)
-            self._conn = None
+            _closer(self._conn)()
+            _closer(self._hconn)()
+            self._conn = self._hconn = None
             self._close_lock()
 
     def __enter__(self) -> SyncSqliteState:

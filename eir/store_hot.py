@@ -123,17 +123,18 @@ def read_meta(conn: sqlite3.Connection) -> dict[str, int]:
     return {str(k): int(v) for k, v in conn.execute("SELECT key, value FROM meta")}
 
 
-def load_hot(conn: sqlite3.Connection, st: MemoryState, slack: int, rules: RuleSet | None,
-             kinds: dict[str, int], consumers: dict[str, int], wall_clock: int) -> LoadStats:
-    """Fill an empty in-memory state from the database; returns what was loaded.
+def load_hot(conn: sqlite3.Connection, hconn: sqlite3.Connection, st: MemoryState, slack: int,
+             rules: RuleSet | None, kinds: dict[str, int], consumers: dict[str, int], wall_clock: int) -> LoadStats:
+    """Fill an empty in-memory state from the state file and the history file; returns what was loaded.
 
     Expired rows are skipped (and listed in the stats, for the store to delete). "Now" is the latest
-    attach time committed, capped at ``wall_clock`` as in pruning.
+    attach time committed to either file, capped at ``wall_clock`` as in pruning.
     """
     meta = read_meta(conn)
-    hw = meta.get("high_water", 0)
+    hmeta = read_meta(hconn)
+    hw = max(meta.get("high_water", 0), hmeta.get("high_water", 0))
     hz = Horizon.of(min(hw, wall_clock), slack, rules)
-    stats = LoadStats(high_water=hw, attach_ord=meta.get("attach_ord", 0))
+    stats = LoadStats(high_water=hw, attach_ord=hmeta.get("attach_ord", 0))
 
     graces, grace_imeis = st.graces, st.grace_imeis
     for imei, msisdn, kind, start, deadline in conn.execute("SELECT imei, msisdn, kind, start, deadline FROM grace"):
@@ -185,7 +186,7 @@ def load_hot(conn: sqlite3.Connection, st: MemoryState, slack: int, rules: RuleS
             marks[key] = t
     stats.marks = len(marks)
 
-    _load_histories(conn, st, hz, stats)
+    _load_histories(conn, hconn, st, hz, stats)
 
     consumers.update({str(n): int(s) for n, s in conn.execute("SELECT name, seq FROM consumer")})
     stats.next_seq = last_committed_seq(conn) + 1
@@ -193,7 +194,8 @@ def load_hot(conn: sqlite3.Connection, st: MemoryState, slack: int, rules: RuleS
     return stats
 
 
-def _load_histories(conn: sqlite3.Connection, st: MemoryState, hz: Horizon, stats: LoadStats) -> None:
+def _load_histories(conn: sqlite3.Connection, hconn: sqlite3.Connection, st: MemoryState, hz: Horizon,
+                    stats: LoadStats) -> None:
     """The clone-window part of the observation history: rows seen after the history cutoff.
 
     One scan of the observation table (no index on ``last`` to maintain on every upsert). Rows come in
@@ -207,7 +209,8 @@ def _load_histories(conn: sqlite3.Connection, st: MemoryState, hz: Horizon, stat
     cur = -1
     h = History()
     best = (0, 0)
-    rows = conn.execute("SELECT imei, msisdn, slot, first, last, count, ord FROM observation WHERE last > ?", (cut,))
+    rows = hconn.execute("SELECT imei, msisdn, slot, first, last, count, ord FROM observation WHERE last > ?",
+                         (cut,))
     for imei, msisdn, slot, first, last, count, ord_ in rows:
         if imei != cur:
             cur, h, best = imei, History(), (0, 0)

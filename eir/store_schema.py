@@ -193,18 +193,20 @@ SELECT_OBSERVATIONS: Final = (
 
 
 # History file (written by its own thread, in large batches that nothing waits for). One row per attach
-# (imei, msisdn, slot, time) comes in, as a JSON array; SQLite groups and sorts them, so the upserts
+# (imei, msisdn << 5 | slot, time) comes in, as a JSON array; each element is parsed once (the
+# MATERIALIZED CTE: measured 30 % cheaper than extracting in the GROUP BY; the 5 and 31 below are
+# eir.state.SLOT_BITS, checked by tests/test_store.py); SQLite groups and sorts them, so the upserts
 # walk the table in key order and touch each page once per batch instead of once per attach (random-key
 # upserts in small commits cost 25-50 us per attach here, mostly page writes; in one sorted batch ~8).
 # An attach's ordinal is ?2 + its index in the batch: `time << 20 | index` picks the last attach of each
 # group (index < 2^20 = MAX_CHUNK). `WHERE true` tells the parser that ON CONFLICT belongs to the
 # INSERT; SET expressions read the row as it was before the update.
 UPSERT_OBSERVATIONS: Final = """
+WITH a AS MATERIALIZED (SELECT value->>0 AS imei, value->>1 AS sub, value->>2 AS t, key AS k FROM json_each(?1))
 INSERT INTO observation (imei, msisdn, slot, first, last, count, ord)
-    SELECT imei, msisdn, slot, first, lastkey >> 20, n, ?2 + (lastkey & 1048575) FROM (
-        SELECT value->>0 AS imei, value->>1 AS msisdn, value->>2 AS slot, min(value->>3) AS first,
-               max(((value->>3) << 20) | key) AS lastkey, count(*) AS n
-        FROM json_each(?1) GROUP BY 1, 2, 3) WHERE true
+    SELECT imei, sub >> 5, sub & 31, first, lastkey >> 20, n, ?2 + (lastkey & 1048575) FROM (
+        SELECT imei, sub, min(t) AS first, max((t << 20) | k) AS lastkey, count(*) AS n FROM a
+        GROUP BY imei, sub) WHERE true
     ON CONFLICT (imei, msisdn, slot) DO UPDATE SET first = min(first, excluded.first),
         last = max(last, excluded.last), count = count + excluded.count,
         ord = CASE WHEN excluded.last >= last THEN excluded.ord ELSE ord END
@@ -273,7 +275,7 @@ class Batch:
 class HistoryBatch:
     """One transaction of the history file: attaches numbered from ``ord_base``, IMEIs to trim."""
 
-    observations: list[tuple[int, int, int, int]] = field(default_factory=list)  # imei, msisdn, slot, time
+    observations: list[tuple[int, int, int]] = field(default_factory=list)  # imei, msisdn << 5 | slot, time
     ord_base: int = 0
     trim: list[int] = field(default_factory=list)
     meta: list[tuple[str, int]] = field(default_factory=list)
@@ -295,16 +297,14 @@ def event_row(ev: Event) -> tuple[int, int, str]:
     return ev.seq, ev.time, orjson.dumps(ev.to_dict()).decode()
 
 
-def write_batch(conn: sqlite3.Connection, b: Batch) -> None:
-    """Apply one batch atomically: maintenance first, then every row in one statement (see above)."""
-    if conn.in_transaction:  # a previous failure left one open: never write into it
-        conn.execute("ROLLBACK")
-    # Maintenance (idempotent deletes) in its own statements before the batch: if the batch then
-    # fails, retrying both is harmless; if maintenance fails, nothing of the batch was written.
-    for sql, params in b.maintenance:
-        conn.execute(sql, params)
+def encode_batch(b: Batch) -> list[bytes | None]:
+    """The parameters of :data:`APPLY_BATCH` for a batch (JSON arrays; None for an empty table).
+
+    Called on the event-loop thread: a writer thread that runs Python code must take the GIL from the
+    busy loop for it (up to a switch interval each time), so the writer only executes the statement.
+    """
     dumps = orjson.dumps
-    values = [
+    return [
         dumps(rows) if rows else None
         for rows in (
             b.grace_del, b.grace_put, b.activation_del, b.activation_put, b.window_del, b.window_put,
@@ -312,22 +312,43 @@ def write_batch(conn: sqlite3.Connection, b: Batch) -> None:
             b.mark_kinds, b.mark_del, b.mark_put, [event_row(ev) for ev in b.events], b.meta, b.consumers,
         )
     ]
-    conn.execute(APPLY_BATCH, values)
 
 
-def write_history(conn: sqlite3.Connection, hb: HistoryBatch, keep: int = MAX_OBSERVATIONS_PER_IMEI) -> None:
+def write_batch(conn: sqlite3.Connection, b: Batch, params: list[bytes | None] | None = None) -> None:
+    """Apply one batch atomically: maintenance first, then every row in one statement (see above)."""
+    if conn.in_transaction:  # a previous failure left one open: never write into it
+        conn.execute("ROLLBACK")
+    # Maintenance (idempotent deletes) in its own statements before the batch: if the batch then
+    # fails, retrying both is harmless; if maintenance fails, nothing of the batch was written.
+    for sql, values in b.maintenance:
+        conn.execute(sql, values)
+    if b.promises:
+        conn.execute(APPLY_BATCH, params if params is not None else encode_batch(b))
+
+
+def encode_history(hb: HistoryBatch) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """The JSON parameters of a history batch (observations, trims, meta), built on the loop thread."""
+    dumps = orjson.dumps
+    return (dumps(hb.observations) if hb.observations else None, dumps(hb.trim) if hb.trim else None,
+            dumps(hb.meta) if hb.meta else None)
+
+
+def write_history(conn: sqlite3.Connection, hb: HistoryBatch,
+                  params: tuple[bytes | None, bytes | None, bytes | None] | None = None,
+                  keep: int = MAX_OBSERVATIONS_PER_IMEI) -> None:
     """Apply one history batch in one transaction (all or nothing)."""
+    observations, trim, meta = params if params is not None else encode_history(hb)
     if conn.in_transaction:
         conn.execute("ROLLBACK")
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if hb.observations:
-            conn.execute(UPSERT_OBSERVATIONS, (orjson.dumps(hb.observations), hb.ord_base))
-        if hb.trim:
+        if observations is not None:
+            conn.execute(UPSERT_OBSERVATIONS, (observations, hb.ord_base))
+        if trim is not None:
             # After the upserts that may have grown the histories.
-            conn.execute(TRIM_OBSERVATIONS, (orjson.dumps(hb.trim), keep))
-        if hb.meta:
-            conn.execute(PUT_HISTORY_META, (orjson.dumps(hb.meta),))
+            conn.execute(TRIM_OBSERVATIONS, (trim, keep))
+        if meta is not None:
+            conn.execute(PUT_HISTORY_META, (meta,))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -373,9 +394,11 @@ def history_path(path: Path) -> Path:
     return path.with_name(path.name + "-history")
 
 
-def connect(path: Path, synchronous: str = "FULL", *, history: bool = False) -> sqlite3.Connection:
+def connect(path: Path, synchronous: str = "FULL", *, history: bool = False,
+            check_same_thread: bool = True) -> sqlite3.Connection:
     """Open (creating if needed) the state file (or, with ``history``, the history file) for writing
-    and bring its schema up to date."""
+    and bring its schema up to date. ``check_same_thread=False`` for a connection handed from one
+    thread to another (never used by two at once)."""
     if sqlite3.sqlite_version_info < MIN_SQLITE:
         raise StoreError(f"the state store needs SQLite >= 3.38 (this Python has {sqlite3.sqlite_version})")
     if synchronous not in SYNCHRONOUS_MODES:
@@ -384,7 +407,7 @@ def connect(path: Path, synchronous: str = "FULL", *, history: bool = False) -> 
         path.parent.mkdir(parents=True, exist_ok=True)
     try:
         # isolation_level=None: transactions are explicit (or one statement each).
-        conn = sqlite3.connect(path, isolation_level=None)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
     except sqlite3.Error as e:
         raise StoreError(f"{path}: cannot open the state database: {e}") from e
     try:
@@ -397,6 +420,9 @@ def connect(path: Path, synchronous: str = "FULL", *, history: bool = False) -> 
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache: load and upserts stay in memory
         conn.execute("PRAGMA temp_store = MEMORY")
         if history:
+            # Big history batches each grow the WAL by the pages they touch: checkpoint per ~32 MiB
+            # rather than per 4 MiB (measured 16 % cheaper writes).
+            conn.execute("PRAGMA wal_autocheckpoint = 8192")
             _migrate(conn, path, HISTORY_APP_ID, _HISTORY_DDL, "PRAGMA application_id = 1162433096")
         else:
             _migrate(conn, path, STATE_APP_ID, _DDL, "PRAGMA application_id = 1162433107")

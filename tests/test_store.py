@@ -26,6 +26,7 @@ from eir.rules import RuleSet
 from eir.snapshot import build_snapshot
 from eir.state import MAX_OBSERVATIONS_PER_IMEI, Detection, MemoryState, TravelerWindow
 from eir.store import SqliteState, StoreConfig, StoreError, SyncSqliteState
+from eir.store_schema import history_path
 from tests.conftest import DAY, T0
 
 #: Wall clocks for the stores under test: the pruning clock never runs ahead of it.
@@ -198,6 +199,12 @@ def test_store_refuses_a_second_owner_and_foreign_databases(tmp_path: Path) -> N
     conn.close()
     with pytest.raises(StoreError, match="not an eir state"):
         SyncSqliteState.open(other)
+    # The two files of a state cannot be swapped or mixed up with another state's.
+    good = tmp_path / "good.db"
+    SyncSqliteState.open(good).close()
+    history_path(good).rename(tmp_path / "swapped.db")
+    with pytest.raises(StoreError, match="not an eir state database"):
+        SyncSqliteState.open(tmp_path / "swapped.db")
     (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
     with pytest.raises(StoreError):
         SyncSqliteState.open(tmp_path / "junk.db")
@@ -242,7 +249,7 @@ def test_observation_history_is_bounded_per_imei_and_counts_add_up(tmp_path: Pat
     assert len(rows) == MAX_OBSERVATIONS_PER_IMEI
     assert {r[0] - 989120000000 for r in rows} == set(range(8, 40))  # the most recently seen
     assert all(r[4] == 3 and r[2] == T0 + r[0] - 989120000000 for r in rows)  # count and first seen
-    assert len(db_rows(path, "observation")) == MAX_OBSERVATIONS_PER_IMEI
+    assert len(db_rows(history_path(path), "observation")) == MAX_OBSERVATIONS_PER_IMEI
 
 
 def test_history_of_a_cold_imei_is_trimmed_when_it_comes_back(tmp_path: Path) -> None:
@@ -256,7 +263,7 @@ def test_history_of_a_cold_imei_is_trimmed_when_it_comes_back(tmp_path: Path) ->
             st.observe(42, 989120000000 + m, 1, T0 + m)
         st.commit()
         rows = st.history_rows(42)
-    assert len(db_rows(path, "observation")) == MAX_OBSERVATIONS_PER_IMEI
+    assert len(db_rows(history_path(path), "observation")) == MAX_OBSERVATIONS_PER_IMEI
     assert {r[0] - 989120000000 for r in rows} == set(range(18, 50))
 
 
@@ -301,7 +308,7 @@ def test_prune_drops_only_what_can_no_longer_change_a_decision(tmp_path: Path, d
     assert len(db_rows(path, "mark")) == 4
     assert len(db_rows(path, "traveler_window")) == 1 and len(db_rows(path, "quota")) == 1
     assert db_rows(path, "switchback") == []
-    assert len(db_rows(path, "observation")) == 2  # the history itself stays (bounded per IMEI)
+    assert len(db_rows(history_path(path), "observation")) == 2  # the history itself stays (bounded per IMEI)
     st.close()
 
 
@@ -361,6 +368,13 @@ async def test_a_deadline_read_from_a_pending_promise_waits_too(tmp_path: Path, 
         await st.barrier()
         third = check(engine, T0 + 2, CLONED, OTHER)
         assert third.deadline == first.deadline and not st.needs_barrier(third)
+        # Another subscriber's new grace is pending: an answer with an already durable deadline
+        # does not wait for it.
+        other = check(engine, T0 + 3, CLONED, THIRD)
+        assert other.effects and st.has_pending()
+        fourth = check(engine, T0 + 4, CLONED, OTHER)
+        assert fourth.deadline == first.deadline and not st.needs_barrier(fourth)
+        assert st.needs_barrier(check(engine, T0 + 5, CLONED, THIRD))
     finally:
         await st.close()
 
@@ -426,14 +440,14 @@ async def test_observation_counts_flush_in_the_background(tmp_path: Path) -> Non
         assert await st.history_rows(42) == [(989120000001, 1, T0, T0 + 9, 10)]  # pending, merged
         for _ in range(100):
             await asyncio.sleep(0.02)
-            if db_rows(path, "observation"):
+            if db_rows(history_path(path), "observation"):
                 break
-        assert db_rows(path, "observation") == [(42, 989120000001, 1, T0, T0 + 9, 10, 9)]
+        assert db_rows(history_path(path), "observation") == [(42, 989120000001, 1, T0, T0 + 9, 10, 9)]
         st.observe(42, 989120000001, 1, T0 + 20)
         assert await st.history_rows(42) == [(989120000001, 1, T0, T0 + 20, 11)]
     finally:
         await st.close()
-    assert db_rows(path, "observation") == [(42, 989120000001, 1, T0, T0 + 20, 11, 10)]
+    assert db_rows(history_path(path), "observation") == [(42, 989120000001, 1, T0, T0 + 20, 11, 10)]
 
 
 async def test_a_failed_commit_fails_the_barrier_and_is_retried(tmp_path: Path, bundle: Bundle,
@@ -443,11 +457,11 @@ async def test_a_failed_commit_fails_the_barrier_and_is_retried(tmp_path: Path, 
     real = store_mod.write_batch
     failures = [1]
 
-    def flaky(conn: sqlite3.Connection, b: Any) -> None:
+    def flaky(conn: sqlite3.Connection, b: Any, params: Any = None) -> None:
         if failures[0]:
             failures[0] -= 1
             raise sqlite3.OperationalError("disk I/O error")
-        real(conn, b)
+        real(conn, b, params)
 
     monkeypatch.setattr(store_mod, "write_batch", flaky)
     try:
@@ -461,6 +475,25 @@ async def test_a_failed_commit_fails_the_barrier_and_is_retried(tmp_path: Path, 
         assert db_rows(path, "grace")[0][4] == d.deadline
     finally:
         await st.close()
+
+
+async def test_a_writer_that_dies_fails_every_barrier_instead_of_hanging(
+        tmp_path: Path, bundle: Bundle, monkeypatch: pytest.MonkeyPatch) -> None:
+    st = await SqliteState.open(tmp_path / "state.db")
+
+    def bug(conn: sqlite3.Connection, b: Any, params: Any = None) -> None:
+        raise ZeroDivisionError("a bug, not a disk error")
+
+    monkeypatch.setattr(store_mod, "write_batch", bug)
+    try:
+        check(Engine(bundle, st), T0, CLONED, OTHER)
+        with pytest.raises(StoreError, match="ZeroDivisionError"):
+            await asyncio.wait_for(st.barrier(), 5)
+        with pytest.raises(StoreError, match="not writing"):
+            st.barrier()
+    finally:
+        st._closing = True  # the promise can never be written: skip the final flush
+        await st._shutdown()
 
 
 async def test_consumer_ack_is_durable(tmp_path: Path) -> None:
@@ -502,8 +535,15 @@ def test_event_roundtrip_through_the_outbox(tmp_path: Path) -> None:
     assert back == ev
 
 
+def test_history_sql_matches_the_slot_packing() -> None:
+    from eir.state import SLOT_BITS
+    from eir.store_schema import UPSERT_OBSERVATIONS
+
+    assert SLOT_BITS == 5 and "sub >> 5, sub & 31" in UPSERT_OBSERVATIONS
+
+
 def test_store_config_is_validated() -> None:
     with pytest.raises(ValueError, match="synchronous"):
         StoreConfig(synchronous="OFF")
-    with pytest.raises(ValueError, match="observation_chunk"):
-        StoreConfig(observation_chunk=0)
+    with pytest.raises(ValueError, match="history_batch_rows"):
+        StoreConfig(history_batch_rows=0)

@@ -15,11 +15,12 @@ def _register() -> None:
     # Subcommands live in their own modules; registering them here keeps `eir --help` complete.
     from eir.cli.demo import demo_data
     from eir.cli.events import events
+    from eir.cli.quickstart import demo
     from eir.cli.replay import check_cmd, replay_cmd
     from eir.cli.serve import serve
     from eir.cli.snapshot import snapshot
 
-    for cmd in (snapshot, replay_cmd, check_cmd, serve, events, demo_data):
+    for cmd in (demo, snapshot, replay_cmd, check_cmd, serve, events, demo_data):
         main.add_command(cmd)
 
 

@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import orjson
 from aiohttp import web
@@ -28,6 +28,7 @@ from eir.model import Decision, Query, Verdict
 from eir.query import RequestError, build_query, parse_time
 from eir.service import pinned
 from eir.store_schema import StoreError
+from eir.transports.events_http import EventFeed, add_event_routes
 from eir.transports.openapi import openapi_document
 
 if TYPE_CHECKING:
@@ -208,7 +209,7 @@ class Api:
     async def openapi(self, request: web.Request) -> web.Response:
         return web.Response(body=self._openapi, content_type=JSON)
 
-    def _denied(self, request: web.Request) -> web.Response | None:
+    def guard(self, request: web.Request) -> web.Response | None:
         """None when the bearer token matches; the answer to send otherwise."""
         token = self.svc.config.admin_token
         if token is None:
@@ -223,7 +224,7 @@ class Api:
 
     async def admin_reload(self, request: web.Request) -> web.Response:
         """``POST /v1/admin/reload[?force=true]``: reload snapshot and rules, answer what happened."""
-        denied = self._denied(request)
+        denied = self.guard(request)
         if denied is not None:
             return denied
         raw = request.query.get("force", "false").lower()
@@ -249,6 +250,11 @@ def make_app(service: Service) -> web.Application:
     app.router.add_get("/metrics", api.metrics_text)
     app.router.add_get("/openapi.json", api.openapi)
     app.router.add_post("/v1/admin/reload", api.admin_reload)
+    store = service.durable
+    if hasattr(store, "read_events") and hasattr(store, "wait_for_events"):
+        # The durable store serves its committed outbox (the SMS gateway's feed), behind the admin token.
+        add_event_routes(app, cast(EventFeed, store), max_limit=service.config.limits.loop_budget,
+                         guard=api.guard)
     return app
 
 

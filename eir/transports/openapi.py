@@ -103,6 +103,17 @@ def openapi_document() -> dict[str, Any]:
                 "description": "Prometheus text exposition",
                 "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
             "/openapi.json": {"get": {"operationId": "OpenApi", "responses": {"200": _json(doc_obj, "this document")}}},
+            "/v1/events": {"get": {
+                "operationId": "Events", "tags": ["events"], "security": [{"bearer": []}],
+                "description": "Committed warning events, oldest first (served with --state only; "
+                               "see eir.transports.events_http).",
+                "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": t}}
+                               for n, t in (("after", "integer"), ("limit", "integer"), ("timeout", "number"))],
+                "responses": {"200": _json(doc_obj, '{"events": [...], "next": seq, "committed_seq": seq}'),
+                              "400": _problem_ref("INVALID_QUERY_PARAM"),
+                              "401": _problem_ref("missing or wrong bearer token"),
+                              "503": _problem_ref("STATE_UNAVAILABLE")},
+            }},
             "/v1/admin/reload": {"post": {
                 "operationId": "AdminReload", "tags": ["admin"], "security": [{"bearer": []}],
                 "parameters": [{"name": "force", "in": "query", "required": False,

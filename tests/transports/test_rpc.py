@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import random
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -397,3 +399,58 @@ async def test_event_loop_is_never_blocked(snapshot: Path, caplog: pytest.LogCap
     slow = [r.getMessage() for r in caplog.records if "Executing" in r.getMessage()]
     assert slow == [], slow
     assert lag[0] < 0.05, lag
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> Any:
+    kind = rng.randrange(9 if depth < 3 else 7)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return rng.choice([True, False])
+    if kind == 2:
+        return rng.choice([0, -1, 1, 2**31, 2**63 - 1, -(2**63), 2**64 - 1, 1_795_000_000, 17])
+    if kind == 3:
+        return rng.choice([1.5, -0.0, float("inf"), 1e300, 1_795_000_000.7])
+    if kind == 4:
+        return rng.choice(["", OWNED, OWNER, "imei-" + OWNED, "x" * 70, "۰۹۱۲", "+98", "2026-11-01T00:00:00Z",
+                           "2026-11-01T00:00:00", "0" * 14, "\x00"])
+    if kind == 5:
+        return rng.randbytes(rng.randrange(0, 20))
+    if kind == 6:
+        return msgpack.ExtType(rng.randrange(0, 100), rng.randbytes(3))
+    if kind == 7:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(0, 7))]
+    return {str(i): _random_value(rng, depth + 1) for i in range(rng.randrange(0, 3))}
+
+
+async def test_fuzzed_params_are_always_answered(svc: Service) -> None:
+    """Random params of every msgpack type: each call gets a result or invalid_params, nothing crashes."""
+    rng = random.Random(20261101)
+    c = await RpcClient.connect(svc)
+    for _ in range(600):
+        method = rng.choice(["check", "check_batch", "ping"])
+        if rng.random() < 0.3:
+            params = _random_value(rng, 1)
+        else:
+            params = [_random_value(rng, 2) for _ in range(rng.randrange(0, 7))]
+        if method == "check_batch" and rng.random() < 0.5:
+            params = [[[_random_value(rng, 2) for _ in range(rng.randrange(1, 6))] for _ in range(rng.randrange(0, 5))]]
+        err, _ = await c.call(method, params)
+        assert err is None or err["code"] in ("invalid_params", "too_large"), err
+    assert svc.metrics.rpc_closed.labels("internal_error")._value.get() == 0
+
+
+async def test_random_garbage_streams(svc: Service) -> None:
+    """Random byte streams: the server answers or closes each such connection, and stays healthy."""
+    rng = random.Random(7)
+    good = await RpcClient.connect(svc)
+    for _ in range(40):
+        bad = await RpcClient.connect(svc)
+        bad.writer.write(rng.randbytes(rng.randrange(1, 5_000)))
+        bad.writer.write_eof()
+        with contextlib.suppress(EOFError, ConnectionError):
+            while True:
+                await bad.recv(timeout=5.0)  # answers, errors, then the close
+        await bad.close()
+        assert await good.call("ping", []) == (None, "pong")
+    assert svc.metrics.rpc_closed.labels("internal_error")._value.get() == 0
