@@ -121,3 +121,31 @@ def test_check_command(snap: Path) -> None:
     assert r.exit_code == 2 and "msisdn" in r.stderr
 
 
+
+
+def test_replay_in_two_halves_with_state_equals_one_replay(tmp_path: Path) -> None:
+    from eir.demo import write_demo
+
+    write_demo(tmp_path, 400, 3000, 5)
+    snapshot = tmp_path / "s.snap"
+    build_snapshot([tmp_path / "registry.jsonl"], snapshot, skip_invalid=False)
+    lines = (tmp_path / "attaches.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    halves = [lines[:1] + lines[1:1500], lines[:1] + lines[1500:]]
+    rules = str(RULES_DIR / "default.toml")
+
+    def replay(name: str, body: list[str], state: Path | None) -> tuple[list[Any], list[Any]]:
+        log = tmp_path / f"{name}.csv"
+        log.write_text("".join(body), encoding="utf-8")
+        args = ["replay", str(log), "--snapshot", str(snapshot), "--rules", rules, "--out", str(tmp_path / f"{name}.d"),
+                "--events", str(tmp_path / f"{name}.e"), "--no-progress"]
+        r = run(*args, *(["--state", str(state)] if state else []))
+        assert r.exit_code == 0, r.output
+        return rows(tmp_path / f"{name}.d"), rows(tmp_path / f"{name}.e")
+
+    whole_d, whole_e = replay("whole", lines, None)
+    db = tmp_path / "state.db"
+    d1, e1 = replay("h1", halves[0], db)
+    d2, e2 = replay("h2", halves[1], db)
+    assert d1 + d2 == whole_d
+    assert e1 + e2 == whole_e and len(whole_e) > 10
+    assert [e["seq"] for e in e1 + e2] == list(range(1, len(whole_e) + 1))

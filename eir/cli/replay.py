@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -98,9 +99,11 @@ def _progress(enabled: bool) -> tuple[Any, Any]:
               help="Also write the summary (or comparison) as JSON.")
 @click.option("--max-bad-reports", default=1000, show_default=True, help="Bad rows listed on stderr.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@click.option("--state", "state_db", type=click.Path(dir_okay=False, path_type=Path),
+              help="SQLite state to continue from and to write (default: in memory, discarded).")
 def replay_cmd(attaches: Path, snapshot: Path, rules: Path, out: Path | None, events_out: Path | None,
                compare_rules: Path | None, strict: bool, summary_json: Path | None, max_bad_reports: int,
-               progress: bool | None) -> None:
+               progress: bool | None, state_db: Path | None) -> None:
     """Replay an attach log (CSV or JSON Lines) against a snapshot and a rule set."""
     show = sys.stderr.isatty() if progress is None else progress
     t0 = time.perf_counter()
@@ -111,6 +114,8 @@ def replay_cmd(attaches: Path, snapshot: Path, rules: Path, out: Path | None, ev
     bar, update = _progress(show)
     try:
         if compare_rules is not None:
+            if state_db is not None:
+                raise click.UsageError("--compare runs each rule set on its own fresh state: drop --state")
             rules_b = _rules(compare_rules)
             cmp = Comparison(rules_a.name, rules_b.name)
             ea = Engine(Bundle.of(index, rules_a), MemoryState(keep_outbox=False), (event_counter(cmp.a),))
@@ -130,7 +135,8 @@ def replay_cmd(attaches: Path, snapshot: Path, rules: Path, out: Path | None, ev
             else:
                 sinks.append(event_counter(summary))
             writer = DecisionWriter(stack.enter_context(_open_out(out))) if out is not None else None
-            engine = Engine(Bundle.of(index, rules_a), MemoryState(keep_outbox=False), tuple(sinks))
+            state = stack.enter_context(_open_state(state_db, rules_a))
+            engine = Engine(Bundle.of(index, rules_a), state, tuple(sinks))
             bad = _BadRows(attaches, strict, max_bad_reports, summary)
             replay(parse_rows(read_rows(attaches), engine, bad), engine, summary, writer, update)
     except ReplayError as e:
@@ -141,6 +147,22 @@ def replay_cmd(attaches: Path, snapshot: Path, rules: Path, out: Path | None, ev
     click.echo(f"replay of {attaches} under rule set '{rules_a.name}'")
     click.echo(summary.render())
     _write_json(summary_json, summary.to_dict())
+
+
+@contextmanager
+def _open_state(path: Path | None, rules: RuleSet) -> Iterator[MemoryState]:
+    """The replay's state: in memory, or the durable SQLite state (committed in chunks and at the end)."""
+    if path is None:
+        yield MemoryState(keep_outbox=False)
+        return
+    from eir.store import StoreError, SyncSqliteState
+
+    try:
+        store = SyncSqliteState.open(path, rules=lambda: rules)
+    except StoreError as e:
+        raise click.ClickException(str(e)) from e
+    with store:
+        yield store
 
 
 def _load_index(snapshot: Path) -> Index:
