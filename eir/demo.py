@@ -88,7 +88,8 @@ from typing import IO, Final, NamedTuple
 import orjson
 
 from eir.demo_attaches import AttachBuckets, Traffic
-from eir.demo_registry import DemoMix, Kind, Record, RecordSink, World
+from eir.demo_plan import DemoMix, Kind, Record, RecordSink
+from eir.demo_registry import World
 
 __all__ = [
     "REGISTRY_ORDER",

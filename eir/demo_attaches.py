@@ -13,19 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Final
 
-from eir.demo_registry import (
-    BASE_EPOCH,
-    DAY,
-    PERIOD,
-    PERIOD_DAYS,
-    TACS,
-    DemoMix,
-    Kind,
-    Person,
-    Scene,
-    day_text,
-    time_of_day_table,
-)
+from eir.demo_plan import BASE_EPOCH, DAY, PERIOD, PERIOD_DAYS, DemoMix, Kind, day_text, time_of_day_table
+from eir.demo_registry import Scene
+from eir.demo_tacs import TACS, Person
 from eir.identifiers import luhn_check_digit
 
 CSV_HEADER: Final = "time,imei,msisdn,slot,imsi\n"

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from eir.cli.demo import demo_data
 from eir.demo import REGISTRY_ORDER, DemoMix, DemoSummary, generate_attaches, generate_registry, write_demo
 from eir.demo_attaches import AttachBuckets
-from eir.demo_registry import TACS, ImeiAllocator, People, national_id_check_digit
+from eir.demo_tacs import TACS, ImeiAllocator, People, national_id_check_digit
 from eir.identifiers import (
     MALFORMED,
     ImeiPolicy,
