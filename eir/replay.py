@@ -20,7 +20,7 @@ import orjson
 
 from eir.engine import Engine
 from eir.events import Event
-from eir.model import CONST, Decision, Query, Verdict
+from eir.model import CONST, Decision, Query, Reason, Verdict
 from eir.query import RequestError, build_query, parse_time
 
 COLUMNS: Final = ("time", "imei", "msisdn", "slot", "imsi")
@@ -139,21 +139,23 @@ class TimeParser:
 
 
 class IsoFormatter:
-    """Epoch seconds -> ``YYYY-MM-DDTHH:MM:SSZ`` with a per-day cache of the date part."""
+    """Epoch seconds -> ``YYYY-MM-DDTHH:MM:SSZ`` from a per-hour cache and a table of ``MM:SS``."""
 
-    __slots__ = ("_days",)
+    __slots__ = ("_hours", "_mmss")
 
     def __init__(self) -> None:
-        self._days: dict[int, str] = {}
+        self._hours: dict[int, str] = {}
+        self._mmss = [f"{m:02d}:{s:02d}Z" for m in range(60) for s in range(60)]
 
     def __call__(self, t: int) -> str:
-        day, sec = divmod(t, 86_400)
-        d = self._days.get(day)
-        if d is None:
-            d = self._days[day] = dt.date.fromordinal(_EPOCH_DAY + day).isoformat()
-        h, rem = divmod(sec, 3600)
-        m, s = divmod(rem, 60)
-        return f"{d}T{h:02d}:{m:02d}:{s:02d}Z"
+        hour, sec = divmod(t, 3600)
+        h = self._hours.get(hour)
+        if h is None:
+            if len(self._hours) >= 100_000:
+                self._hours.clear()
+            day, hh = divmod(hour, 24)
+            h = self._hours[hour] = f"{dt.date.fromordinal(_EPOCH_DAY + day).isoformat()}T{hh:02d}:"
+        return h + self._mmss[sec]
 
 
 @dataclass(slots=True)
@@ -237,22 +239,37 @@ def parse_rows(rows: Iterator[RawRow | BadRow], engine: Engine, on_bad: OnBad) -
 
 
 class DecisionWriter:
-    """Writes one JSON object per decided row (``--out``)."""
+    """Writes one JSON object per decided row (``--out``).
 
-    __slots__ = ("_f", "_iso")
+    The line is assembled from cached pieces (one tail per reason for deadline-free decisions) rather
+    than a dict per row: this writer runs once per attach of a replay.
+    """
+
+    __slots__ = ("_f", "_iso", "_tails")
 
     def __init__(self, f: IO[bytes]) -> None:
         self._f = f
         self._iso = IsoFormatter()
+        self._tails: dict[Reason, str] = {}
+
+    def _tail(self, d: Decision) -> str:
+        if d.deadline is None:
+            tail = self._tails.get(d.reason)
+            if tail is None:
+                tail = self._tails[d.reason] = (f',"verdict":"{d.verdict.name}","status":"{d.verdict.status}",'
+                                                f'"reason":"{d.reason.value}","deadline":null}}\n')
+            return tail
+        return (f',"verdict":"{d.verdict.name}","status":"{d.verdict.status}","reason":"{d.reason.value}",'
+                f'"deadline":"{self._iso(d.deadline)}"}}\n')
 
     def write(self, imei_raw: Any, q: Query, d: Decision) -> None:
-        iso = self._iso
-        self._f.write(orjson.dumps({
-            "time": iso(q.time), "imei": imei_raw, "msisdn": str(q.msisdn) if q.msisdn else None,
-            "slot": q.slot, "verdict": d.verdict.name, "status": d.verdict.status,
-            "reason": d.reason.value, "deadline": iso(d.deadline) if d.deadline is not None else None,
-        }))
-        self._f.write(b"\n")
+        # Letters and digits need no JSON escaping; anything else (quotes, prefixes, numbers) goes
+        # through orjson.
+        imei = (f'"{imei_raw}"' if imei_raw.__class__ is str and imei_raw.isalnum()
+                else orjson.dumps(imei_raw).decode())
+        msisdn = f'"{q.msisdn}"' if q.msisdn else "null"
+        self._f.write(f'{{"time":"{self._iso(q.time)}","imei":{imei},"msisdn":{msisdn},"slot":{q.slot}'
+                      f'{self._tail(d)}'.encode())
 
 
 def replay(parsed: Iterator[Parsed], engine: Engine, summary: Summary,
@@ -266,7 +283,7 @@ def replay(parsed: Iterator[Parsed], engine: Engine, summary: Summary,
     for _, imei_raw, q in parsed:
         d = check(q)
         n += 1
-        by_reason[d.reason.value] += 1
+        by_reason[d.reason] += 1  # Reason is a StrEnum: counts under the same keys as its value
         if d.verdict is not Verdict.ALLOW and q.msisdn:
             (warned if d.verdict is Verdict.WARN else denied).add(q.msisdn)
         if out is not None:
