@@ -186,7 +186,8 @@ class Summary:
         """Machine-readable form (``--summary-json``)."""
         return {
             "rows": self.rows, "bad_rows": self.bad_rows, "by_verdict": self.by_verdict(),
-            "by_reason": dict(self.by_reason.most_common()), "events": dict(self.events.most_common()),
+            "by_reason": {str(r): n for r, n in self.by_reason.most_common()},
+            "events": dict(self.events.most_common()),
             "subscribers_warned": len(self.warned), "subscribers_denied": len(self.denied),
             "seconds": round(self.seconds, 3), "rows_per_second": round(self.rows_per_second),
         }

@@ -238,7 +238,7 @@ class SqliteState(Journal):
                 fut = self._next = self._loop.create_future()
             self._wake.set()
             await asyncio.shield(fut)
-        await self._write_history()
+        await self._write_history(drain=True)
 
     async def close(self) -> None:
         """Stop pruning, commit everything, stop the writers and release the database."""
@@ -445,13 +445,18 @@ class SqliteState(Journal):
             self._hwake.clear()
             await self._write_history()
 
-    async def _write_history(self) -> None:
-        """Write what was observed so far, as one (or, after a long stall, several) transactions."""
+    async def _write_history(self, drain: bool = False) -> None:
+        """Write what was observed so far: one batch, and more only while full batches wait (or until
+        nothing is left with ``drain``). Attaches arriving meanwhile go with the next batch: writing
+        each leftover at once would make the batches small again."""
         async with self._hlock:
             loop = asyncio.get_running_loop()
             assert self._hexecutor is not None and self._hconn is not None
-            while self._obs or self._trim:
-                hb = self._take_history(self.config.history_batch_rows)
+            full = self.config.history_batch_rows
+            first = True
+            while (self._obs or self._trim) and (first or drain or len(self._obs) >= full):
+                first = False
+                hb = self._take_history(full)
                 self._hinflight = hb.observations
                 started = loop.time()
                 try:

@@ -47,8 +47,11 @@ def test_replay_csv(tmp_path: Path, snap: Path) -> None:
     log.write_text(CSV, encoding="utf-8")
     out, events = tmp_path / "d.jsonl", tmp_path / "e.jsonl"
     r = run("replay", str(log), "--snapshot", str(snap), "--rules", str(RULES_DIR / "default.toml"),
-            "--out", str(out), "--events", str(events), "--no-progress")
+            "--out", str(out), "--events", str(events), "--no-progress", "--summary-json", str(tmp_path / "s.json"))
     assert r.exit_code == 0, r.output
+    summary = orjson.loads((tmp_path / "s.json").read_bytes())
+    assert summary["rows"] == 7 and summary["bad_rows"] == 2 and summary["by_reason"]["OWNER"] == 2
+    assert summary["by_verdict"] == {"ALLOW": 3, "DENY": 2, "WARN": 2} and summary["events"]["CLONE_GRACE_STARTED"] == 1
     d = rows(out)
     assert [x["reason"] for x in d] == ["OWNER", "REGISTERED", "CLONE_GRACE", "MALFORMED_IMEI", "OWNER",
                                         "TRAVELER_ALLOWANCE", "ALLOWANCE_EXPIRED"]
