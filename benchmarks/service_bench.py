@@ -144,7 +144,7 @@ def one_run(args: argparse.Namespace, data: dict[str, Any], cpus: tuple[int | No
     rpc, http = free_port(), free_port()
     serve = [sys.executable, "-m", "eir", "serve", "--snapshot", str(data["snapshot"]), "--rules",
              str(ROOT / "rules" / "default.toml"), "--rpc", f"127.0.0.1:{rpc}", "--http", f"127.0.0.1:{http}",
-             "--log-level", "warning"]
+             "--state", "memory", "--log-level", "warning"]
     with server(serve, server_cpu, http_ready(http, "/readyz"), out_dir / "serve.log"):
         res["service_batch"] = uvloop.run(loadgen.batch_load("127.0.0.1", rpc, data["batches"], secs, warm))
         res["check_max"] = uvloop.run(loadgen.closed_loop("127.0.0.1", rpc, data["queries"], secs, warm))

@@ -192,8 +192,7 @@ def _serve(snap: Path, rules: Path, state: Path | None, log: Path) -> tuple[subp
     port = _free_port()
     cmd = [sys.executable, "-m", "eir", "serve", "--snapshot", str(snap), "--rules", str(rules),
            "--rpc", f"127.0.0.1:{port}", "--http", "off"]
-    if state is not None:
-        cmd += ["--state", str(state)]
+    cmd += ["--state", str(state) if state is not None else "memory"]
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     probe = msgpack.packb([0, 0, "check", ["35693803000001", "989121111111", 1, None, None]])

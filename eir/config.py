@@ -14,9 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 DEFAULT_RPC: Final = "127.0.0.1:3869"
 DEFAULT_HTTP: Final = "127.0.0.1:8080"
+#: ``--state memory``: keep the engine state in memory only (lost on exit; no webhook, no event feed).
+STATE_MEMORY: Final = "memory"
 MIB: Final = 1 << 20
 
 
@@ -54,6 +57,8 @@ class ServiceConfig:
 
     snapshot: Path
     rules: Path
+    #: SQLite state file; None = in memory (``--state memory``). ``load_config`` defaults it to
+    #: :data:`eir.store.DEFAULT_STATE_PATH`.
     state: Path | None = None
     rpc: Endpoint | None = Endpoint("127.0.0.1", 3869)
     http: Endpoint | None = Endpoint("127.0.0.1", 8080)
@@ -63,6 +68,8 @@ class ServiceConfig:
     max_share_jump: float = 0.05
     log_level: str = "info"
     admin_token: str | None = field(default=None, repr=False)
+    #: Webhook URLs the committed events are POSTed to (``--webhook``; needs a durable state).
+    webhooks: tuple[str, ...] = ()
 
     @property
     def admin_token_set(self) -> bool:
@@ -78,7 +85,45 @@ class ServiceConfig:
             "max_message_bytes": self.limits.max_message_bytes, "max_batch": self.limits.max_batch,
             "max_connections": self.limits.max_connections, "idle_timeout_s": self.limits.idle_timeout_s,
             "max_share_jump": self.max_share_jump, "admin_token_set": self.admin_token_set,
+            "webhooks": [safe_url(u) for u in self.webhooks],
         }  # fmt: skip
+
+
+def safe_url(url: str) -> str:
+    """The URL without credentials, query or fragment (what logs may show)."""
+    p = urlsplit(url)
+    try:
+        port = f":{p.port}" if p.port else ""
+    except ValueError:
+        port = ""
+    return f"{p.scheme}://{p.hostname or ''}{port}{p.path}"
+
+
+def parse_state(raw: Any) -> Path | None:
+    """``--state``: a file path, ``memory`` (None: in memory), or not given (the embedded default)."""
+    if raw is None:
+        from eir.store import DEFAULT_STATE_PATH
+
+        return DEFAULT_STATE_PATH
+    s = str(raw)
+    if s.strip().lower() == STATE_MEMORY:
+        return None
+    if not s.strip():
+        raise ConfigError("--state: expected a file path or 'memory'")
+    return Path(s)
+
+
+def parse_webhook(raw: str) -> str:
+    """``--webhook``: an absolute http(s) URL with a host."""
+    s = str(raw).strip()
+    try:
+        parts = urlsplit(s)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as e:
+        raise ConfigError(f"--webhook: not a valid URL ({e})") from e
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"--webhook: expected an http:// or https:// URL with a host, got {safe_url(s)!r}")
+    return s
 
 
 def parse_endpoint(raw: str, option: str) -> Endpoint | None:
@@ -160,11 +205,17 @@ def load_config(cli: Mapping[str, Any], env: Mapping[str, str]) -> ServiceConfig
     if level not in LOG_LEVELS:
         raise ConfigError(f"log level: must be one of {', '.join(LOG_LEVELS)}")
     token = env.get("EIR_ADMIN_TOKEN") or None  # an empty token is no token: admin stays refused
-    state = cli.get("state")
+    state = parse_state(cli.get("state"))
+    webhooks = tuple(parse_webhook(u) for u in (cli.get("webhook") or ()))
+    if len(set(webhooks)) != len(webhooks):
+        raise ConfigError("--webhook: the same URL is given twice")
+    if webhooks and state is None:
+        raise ConfigError("--webhook needs a durable state: not with --state memory")
     return ServiceConfig(
         snapshot=Path(snapshot),
         rules=Path(rules),
-        state=Path(state) if state else None,
+        state=state,
+        webhooks=webhooks,
         rpc=parse_endpoint(str(cli.get("rpc") or DEFAULT_RPC), "--rpc"),
         http=parse_endpoint(str(cli.get("http") or DEFAULT_HTTP), "--http"),
         limits=Limits(**limits),

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, cast, runtime_checkable
 
 from eir.config import ServiceConfig
 from eir.engine import Bundle, Engine
@@ -146,6 +146,8 @@ class Service:
         self.engine: Engine | None = None
         self.shares: dict[str, float] = {}
         self.last_reload: dict[str, Any] = {}
+        #: Webhook deliveries (eir.delivery.WebhookSink), one per ``config.webhooks`` URL, once started.
+        self.sinks: list[Any] = []
         self.rpc: Any = None  # eir.transports.rpc.RpcServer once started
         self.http: Any = None  # eir.transports.http.HttpServer once started
         self._reload_lock = asyncio.Lock()
@@ -252,6 +254,11 @@ class Service:
         if cfg.state is not None and self.durable is None:
             await self._open_store(cfg.state)  # before the listeners: the HTTP app mounts its event feed
         try:
+            self._start_sinks()
+        except StartupError:
+            await self._close_state()
+            raise
+        try:
             if cfg.rpc is not None:
                 self.rpc = RpcServer(self)
                 await self.rpc.start(cfg.rpc.host, cfg.rpc.port)
@@ -284,12 +291,37 @@ class Service:
         from eir.store import SqliteState, StoreError
 
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)  # the default ./var/ may not exist yet
             store = await SqliteState.open(path, rules=self._current_rules)
-        except StoreError as e:
-            raise StartupError(str(e)) from e
+        except (StoreError, OSError) as e:
+            raise StartupError(f"cannot open the state {path}: {e}") from e
         self.state = store
         self.durable = store
         log.info("durable state opened", extra=fields(path=str(path)))
+
+    def _start_sinks(self) -> None:
+        """Start one webhook delivery per configured URL (they read the durable store's outbox)."""
+        if not self.config.webhooks:
+            return
+        from eir.delivery import DeliveryError, Outbox, WebhookConfig, WebhookSink
+
+        store = self.durable
+        if store is None or not hasattr(store, "read_events"):
+            raise StartupError("--webhook needs a durable state (not --state memory)")
+        try:
+            configs = [WebhookConfig(url=url, name="webhook" if i == 0 else f"webhook-{i + 1}")
+                       for i, url in enumerate(self.config.webhooks)]
+        except DeliveryError as e:
+            raise StartupError(str(e)) from e
+        for wc in configs:
+            sink = WebhookSink(cast(Outbox, store), wc)
+            sink.start()
+            self.sinks.append(sink)
+            log.info("webhook delivery started", extra=fields(consumer=wc.name, acked_seq=sink.acked))
+
+    async def _stop_sinks(self) -> None:
+        sinks, self.sinks = self.sinks, []
+        await asyncio.gather(*(sink.stop() for sink in sinks))
 
     def _current_rules(self) -> RuleSet | None:
         return self.engine.bundle.rules if self.engine is not None else None
@@ -324,6 +356,8 @@ class Service:
         log.info("stopped", extra=fields(drain_seconds=round(time.perf_counter() - started, 3)))
 
     async def _close_state(self) -> None:
+        """Stop the webhook deliveries, then commit and close the durable store (after the transports)."""
+        await self._stop_sinks()
         close = getattr(self.state, "close", None)
         if callable(close):
             await close()  # the durable store commits everything queued, then closes

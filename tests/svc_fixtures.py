@@ -68,8 +68,8 @@ def install(src: Path, dst: Path) -> None:
 
 
 def make_config(snapshot: Path, rules: Path = DEFAULT_RULES, token: str | None = None, **limits: Any) -> ServiceConfig:
-    """A config listening on free loopback ports."""
-    return ServiceConfig(snapshot=snapshot, rules=rules, rpc=Endpoint("127.0.0.1", 0),
+    """A config listening on free loopback ports, with the state in memory."""
+    return ServiceConfig(snapshot=snapshot, rules=rules, state=None, rpc=Endpoint("127.0.0.1", 0),
                          http=Endpoint("127.0.0.1", 0), limits=replace(Limits(), **limits), admin_token=token)
 
 

@@ -20,7 +20,7 @@ import orjson
 from click.testing import CliRunner
 
 from eir.cli import main
-from tests.svc_fixtures import DEFAULT_RULES, OTHER, OWNED, OWNER, UNOWNED, build, registry
+from tests.svc_fixtures import DEFAULT_RULES, OTHER, OWNED, OWNER, UNOWNED, UNREGISTERED, build, registry
 
 TOKEN = "Xy7-admin-secret"
 
@@ -29,6 +29,8 @@ class Serve:
     """An ``eir serve`` subprocess whose stderr (JSON lines) is collected by a thread."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        # Without --state the service would write ./var/eir-state.db: tests always name their state.
+        assert "--state" in args, "pass --state memory or a tmp path"
         self.proc = subprocess.Popen([sys.executable, "-m", "eir", "serve", *args], stderr=subprocess.PIPE,
                                      stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
         self.lines: list[str] = []
@@ -91,7 +93,8 @@ def test_help_and_usage_errors() -> None:
 
 
 def test_first_load_failure_exits_1(tmp_path: Path) -> None:
-    s = Serve("--snapshot", str(tmp_path / "missing"), "--rules", str(DEFAULT_RULES), "--rpc", "127.0.0.1:0",
+    s = Serve("--snapshot", str(tmp_path / "missing"), "--rules", str(DEFAULT_RULES), "--state", "memory",
+              "--rpc", "127.0.0.1:0",
               "--http", "127.0.0.1:0")
     assert s.finish() == 1
     s.wait_for(lambda d: d["msg"].startswith("cannot start") and d["level"] == "error")
@@ -99,8 +102,8 @@ def test_first_load_failure_exits_1(tmp_path: Path) -> None:
 
 def test_serve_reload_and_drain(tmp_path: Path) -> None:
     snap = build(tmp_path, "reg", registry())
-    s = Serve("--snapshot", str(snap), "--rules", str(DEFAULT_RULES), "--rpc", "127.0.0.1:0", "--http", "127.0.0.1:0",
-              "--max-batch", "5000", env={"EIR_ADMIN_TOKEN": TOKEN})
+    s = Serve("--snapshot", str(snap), "--rules", str(DEFAULT_RULES), "--state", "memory", "--rpc", "127.0.0.1:0",
+              "--http", "127.0.0.1:0", "--max-batch", "5000", env={"EIR_ADMIN_TOKEN": TOKEN})
     try:
         rpc, http = s.port("rpc"), s.port("http")
         s.wait_for(lambda d: d["msg"] == "bundle loaded")
@@ -147,7 +150,8 @@ def test_serve_reload_and_drain(tmp_path: Path) -> None:
 
 def test_sigint_also_drains(tmp_path: Path) -> None:
     snap = build(tmp_path, "reg", registry())
-    s = Serve("--snapshot", str(snap), "--rules", str(DEFAULT_RULES), "--rpc", "127.0.0.1:0", "--http", "off")
+    s = Serve("--snapshot", str(snap), "--rules", str(DEFAULT_RULES), "--state", "memory", "--rpc", "127.0.0.1:0",
+              "--http", "off")
     s.wait_for(lambda d: d["msg"] == "bundle loaded")
     s.proc.send_signal(signal.SIGINT)
     assert s.finish() == 0
@@ -182,3 +186,68 @@ def test_serve_with_durable_state_survives_kill_9(tmp_path: Path) -> None:
     sock.close()
     s2.proc.send_signal(signal.SIGTERM)
     assert s2.finish() == 0
+
+
+async def test_serve_webhook_delivers_committed_events(tmp_path: Path) -> None:
+    """``--webhook``: an attach that creates an event is POSTed to the receiver with its outbox seq."""
+    import asyncio
+    import sqlite3
+
+    from aiohttp import web
+
+    got: list[tuple[dict[str, str], dict[str, Any]]] = []
+    arrived = asyncio.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        got.append((dict(request.headers), orjson.loads(await request.read())))
+        arrived.set()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    snap = build(tmp_path, "reg", registry())
+    db = tmp_path / "sub" / "state.db"  # the parent directory is created by the service
+    s = Serve("--snapshot", str(snap), "--rules", str(DEFAULT_RULES), "--state", str(db), "--rpc", "127.0.0.1:0",
+              "--http", "off", "--webhook", f"http://127.0.0.1:{port}/hook")
+    try:
+        rpc = await asyncio.to_thread(s.port, "rpc")
+        await asyncio.to_thread(s.wait_for, lambda d: d["msg"] == "bundle loaded")
+        reader, writer = await asyncio.open_connection("127.0.0.1", rpc)
+        writer.write(msgpack.packb([0, 1, "check", [UNREGISTERED, OTHER, 1]]))
+        unpacker = msgpack.Unpacker()
+        while not (answers := list(unpacker)):
+            unpacker.feed(await asyncio.wait_for(reader.read(1 << 16), 10))
+        assert answers[0][2] is None and answers[0][3]["reason"] == "TRAVELER_ALLOWANCE", answers
+        writer.close()
+        await asyncio.wait_for(arrived.wait(), 15)
+        s.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(s.finish) == 0
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.finish()
+        await runner.cleanup()
+    with sqlite3.connect(db) as conn:
+        outbox = {seq: orjson.loads(body) for seq, body in conn.execute("SELECT seq, body FROM outbox")}
+        acked = conn.execute("SELECT seq FROM consumer WHERE name = 'webhook'").fetchone()
+    started = [seq for seq, ev in outbox.items() if ev["type"] == "TRAVELER_ALLOWANCE_STARTED"]
+    assert len(started) == 1
+    headers, body = got[0]
+    delivered = {ev["seq"]: ev for _, b in got for ev in b["events"]}
+    assert started[0] in delivered and delivered[started[0]]["type"] == "TRAVELER_ALLOWANCE_STARTED"
+    assert headers["Idempotency-Key"] == f"eir-{body['events'][0]['seq']}-{body['events'][-1]['seq']}"
+    assert acked is not None and acked[0] >= started[0]  # the acknowledgement was stored durably
+    assert any(orjson.loads(line)["msg"] == "webhook delivery started" for line in s.lines)
+
+
+def test_webhook_usage_errors() -> None:
+    base = ["serve", "--snapshot", "s", "--rules", "r"]
+    r = CliRunner().invoke(main, [*base, "--state", "memory", "--webhook", "http://127.0.0.1:9/hook"])
+    assert r.exit_code == 2 and "--webhook" in r.output and "memory" in r.output
+    r = CliRunner().invoke(main, [*base, "--state", "x.db", "--webhook", "ftp://host/hook"])
+    assert r.exit_code == 2 and "--webhook" in r.output

@@ -51,6 +51,20 @@ def test_config_defaults_env_and_cli_precedence() -> None:
     assert load_config(base, {"EIR_ADMIN_TOKEN": ""}).admin_token is None  # empty = unset
 
 
+def test_config_state_and_webhooks() -> None:
+    from eir.store import DEFAULT_STATE_PATH
+
+    base = {"snapshot": "s.eirsnap", "rules": "r.toml"}
+    c = load_config(base, {})
+    assert c.state == DEFAULT_STATE_PATH == Path("var/eir-state.db") and c.webhooks == ()  # the embedded default
+    assert load_config({**base, "state": "memory"}, {}).state is None
+    assert load_config({**base, "state": "/tmp/x.db"}, {}).state == Path("/tmp/x.db")
+    url = "https://user:pw@gw.example:8443/eir?token=abc"
+    c = load_config({**base, "state": "/tmp/x.db", "webhook": (url,)}, {})
+    assert c.webhooks == (url,) and c.describe()["webhooks"] == ["https://gw.example:8443/eir"]
+    assert "pw" not in str(c.describe()) and "abc" not in str(c.describe())
+
+
 @pytest.mark.parametrize(("cli", "env", "needle"), [
     ({"snapshot": None}, {}, "--snapshot"),
     ({}, {"EIR_MAX_BATCH": "0"}, "EIR_MAX_BATCH"),
@@ -60,6 +74,12 @@ def test_config_defaults_env_and_cli_precedence() -> None:
     ({"rpc": "localhost"}, {}, "--rpc"),
     ({"http": "h:70000"}, {}, "--http"),
     ({"log_level": "loud"}, {}, "log level"),
+    ({"webhook": ("ftp://gw/x",)}, {}, "--webhook"),
+    ({"webhook": ("http:///x",)}, {}, "--webhook"),
+    ({"webhook": ("http://gw:99999/x",)}, {}, "--webhook"),
+    ({"webhook": ("http://gw/x", "http://gw/x")}, {}, "twice"),
+    ({"state": "memory", "webhook": ("http://gw/x",)}, {}, "durable state"),
+    ({"state": "  "}, {}, "--state"),
 ])  # fmt: skip
 def test_config_errors_name_the_option(cli: dict[str, object], env: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):

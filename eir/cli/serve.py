@@ -30,8 +30,13 @@ def _run(config: ServiceConfig) -> int:
               help="Snapshot file to serve (re-read on reload).")
 @click.option("--rules", "rules", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Rule-set TOML file (re-read on reload).")
-@click.option("--state", "state", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="SQLite file of the durable state (default: in memory).")
+@click.option("--state", "state", default=None, metavar="PATH|memory",
+              help="SQLite file of the durable state (parent directory created if missing), or 'memory' "
+                   "for an in-memory state lost on exit (no webhook, no /v1/events) "
+                   "[default: ./var/eir-state.db].")
+@click.option("--webhook", "webhook", multiple=True, metavar="URL",
+              help="POST committed events to this http(s) URL (at least once, seq = idempotency key); "
+                   "repeatable; needs a durable --state.")
 @click.option("--rpc", "rpc", default=None, metavar="HOST:PORT",
               help=f"msgpack RPC listen address, or 'off' [default: {DEFAULT_RPC}].")
 @click.option("--http", "http", default=None, metavar="HOST:PORT",
