@@ -23,6 +23,7 @@ from eir.index import Index
 from eir.model import Query
 from eir.replay import BadRow, parse_rows, read_rows
 from eir.rules import load_rules
+from eir.runtime import tune_gc_after_load
 from eir.state import MemoryState
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     log, snap = demo_data(a.devices, a.attaches, a.seed, a.data)
     pinned = pin(0)
     index = Index.from_snapshot(snap)
+    tune_gc_after_load()  # as `eir replay` does
     parse_rate, queries = parse_per_second(index, a.rules, log)
     decide = [decisions_per_second(index, a.rules, queries) for _ in range(a.repeat)]
     del queries

@@ -30,6 +30,7 @@ from eir.replay import (
     replay,
 )
 from eir.rules import RuleError, RuleSet, load_rules
+from eir.runtime import tune_gc_after_load
 from eir.snapshot import SnapshotError
 from eir.state import MemoryState
 
@@ -108,6 +109,7 @@ def replay_cmd(attaches: Path, snapshot: Path, rules: Path, out: Path | None, ev
     show = sys.stderr.isatty() if progress is None else progress
     t0 = time.perf_counter()
     index = _load_index(snapshot)
+    tune_gc_after_load()
     click.echo(f"snapshot {snapshot}: {index.n_devices:,} devices, {index.n_imeis:,} IMEIs "
                f"(loaded in {time.perf_counter() - t0:.2f} s)", err=True)
     rules_a = _rules(rules)
