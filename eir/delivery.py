@@ -47,7 +47,7 @@ class Outbox(Protocol):
 
     async def read_events(self, after: int, limit: int) -> list[tuple[int, bytes]]: ...
     async def wait_for_events(self, after: int, timeout: float) -> bool: ...
-    def consumer_seq(self, name: str) -> int: ...
+    def attach_consumer(self, name: str) -> int: ...
     async def ack(self, consumer: str, seq: int) -> None: ...
 
 
@@ -97,7 +97,7 @@ class WebhookSink:
         self._session = session
         self._own_session = session is None
         self._task: asyncio.Task[None] | None = None
-        self.acked = store.consumer_seq(config.name)
+        self.acked = store.attach_consumer(config.name)
         self.delivered = 0
         self.batches = 0
         self.failures = 0
@@ -119,6 +119,11 @@ class WebhookSink:
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
+
+    @property
+    def name(self) -> str:
+        """The consumer name (labels this delivery's metrics, keys its acknowledged ``seq``)."""
+        return self.config.name
 
     @property
     def lag(self) -> int:

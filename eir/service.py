@@ -26,6 +26,7 @@ from eir.engine import Bundle, Engine
 from eir.index import BLOCKED, CLONED, Index
 from eir.log import fields
 from eir.metrics import Metrics
+from eir.metrics_state import HasMetrics, StateCollector
 from eir.model import Decision
 from eir.rules import RuleError, RuleSet, load_rules
 from eir.snapshot import SnapshotError
@@ -151,6 +152,8 @@ class Service:
         self.rpc: Any = None  # eir.transports.rpc.RpcServer once started
         self.http: Any = None  # eir.transports.http.HttpServer once started
         self._reload_lock = asyncio.Lock()
+        # Store and webhook figures are read only when Prometheus scrapes (outbox backlog, lag, ...).
+        self.metrics.registry.register(StateCollector(self._metered_store, lambda: self.sinks))
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -322,6 +325,10 @@ class Service:
     async def _stop_sinks(self) -> None:
         sinks, self.sinks = self.sinks, []
         await asyncio.gather(*(sink.stop() for sink in sinks))
+
+    def _metered_store(self) -> HasMetrics | None:
+        metrics = getattr(self.durable, "metrics", None)  # the SQLite store; the memory state has none
+        return cast(HasMetrics, self.durable) if callable(metrics) else None
 
     def _current_rules(self) -> RuleSet | None:
         return self.engine.bundle.rules if self.engine is not None else None

@@ -240,6 +240,12 @@ class Journal(MemoryState):
         """The last ``seq`` a consumer acknowledged (0 = none yet)."""
         return self.consumers.get(name, 0)
 
+    def attach_consumer(self, name: str) -> int:
+        """Register a delivery consumer and return its last acknowledged ``seq``. From now on the outbox
+        backlog counts what it has not acknowledged, even before its first acknowledgement (a receiver
+        that is down from the start must show up as a growing backlog)."""
+        return self.consumers.setdefault(name, 0)
+
     # --- batches -----------------------------------------------------------------------------------
 
     def _kind_id(self, name: str) -> int:
