@@ -9,38 +9,12 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from eir.delivery import DeliveryError, WebhookConfig, WebhookSink, safe_url
 from eir.events import Event
 from eir.store import SqliteState
 from tests.conftest import T0
-
-
-class Receiver:
-    """A webhook receiver that can be told to fail or to be slow."""
-
-    def __init__(self) -> None:
-        self.seqs: list[int] = []
-        self.posts: list[dict[str, Any]] = []
-        self.fail = 0  # answer this many requests with 503
-        self.delay = 0.0
-        self.app = web.Application()
-        self.app.router.add_post("/hook", self.hook)
-
-    async def hook(self, request: web.Request) -> web.Response:
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.fail:
-            self.fail -= 1
-            return web.Response(status=503)
-        body = orjson.loads(await request.read())
-        seqs = [e["seq"] for e in body["events"]]
-        assert request.headers["Idempotency-Key"] == f"eir-{seqs[0]}-{seqs[-1]}"
-        self.posts.append({"headers": dict(request.headers), "n": len(seqs)})
-        self.seqs += seqs
-        return web.Response(status=204)
+from tests.webhook_receiver import Receiver, receiver_fixture  # noqa: F401  (the ``receiver`` fixture)
 
 
 def event(i: int) -> Event:
@@ -59,16 +33,6 @@ async def wait_until(cond: Any, timeout: float = 10.0) -> None:
     while not cond():
         assert time.monotonic() < end, "condition not reached in time"
         await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def receiver() -> Any:
-    r = Receiver()
-    server = TestServer(r.app)
-    await server.start_server()
-    r.url = str(server.make_url("/hook"))  # type: ignore[attr-defined]
-    yield r
-    await server.close()
 
 
 async def test_delivers_every_event_in_order_in_batches(tmp_path: Path, receiver: Any) -> None:

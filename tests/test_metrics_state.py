@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -15,17 +13,8 @@ from eir.delivery import WebhookConfig, WebhookSink
 from eir.metrics_state import StateCollector
 from eir.store import SqliteState
 from tests.svc_fixtures import FixedClock, build, make_config, registry, start
-from tests.test_delivery import Receiver, emit, wait_until
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    server = TestServer(r.app)
-    await server.start_server()
-    r.url = str(server.make_url("/hook"))  # type: ignore[attr-defined]
-    yield r
-    await server.close()
+from tests.test_delivery import emit, wait_until
+from tests.webhook_receiver import Receiver, receiver_fixture  # noqa: F401  (the ``receiver`` fixture)
 
 
 def scrape(collector: StateCollector) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
