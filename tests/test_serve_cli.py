@@ -28,12 +28,16 @@ TOKEN = "Xy7-admin-secret"
 class Serve:
     """An ``eir serve`` subprocess whose stderr (JSON lines) is collected by a thread."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, command: str = "serve") -> None:
         # Without --state the service would write ./var/eir-state.db: tests always name their state.
         assert "--state" in args, "pass --state memory or a tmp path"
-        self.proc = subprocess.Popen([sys.executable, "-m", "eir", "serve", *args], stderr=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+        self.proc = subprocess.Popen([sys.executable, "-m", "eir", command, *args], stderr=subprocess.PIPE,
+                                     stdout=subprocess.PIPE if command == "demo" else subprocess.DEVNULL,
+                                     env={**os.environ, **(env or {})})
+        # `eir demo` also says what it is doing in plain words on stderr; `eir serve` writes only JSON lines.
+        self._plain_ok = command == "demo"
         self.lines: list[str] = []
+        self.stdout = ""
         self._q: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
 
@@ -48,8 +52,8 @@ class Serve:
         """The first log record (parsed) satisfying ``pred``."""
         deadline = time.monotonic() + timeout
         for line in self.lines:
-            doc = orjson.loads(line)
-            if pred(doc):
+            doc = self._record(line)
+            if doc is not None and pred(doc):
                 return doc  # type: ignore[no-any-return]
         while time.monotonic() < deadline:
             try:
@@ -59,10 +63,16 @@ class Serve:
             if line is None:
                 break
             self.lines.append(line)
-            doc = orjson.loads(line)
-            if pred(doc):
+            doc = self._record(line)
+            if doc is not None and pred(doc):
                 return doc  # type: ignore[no-any-return]
         raise AssertionError("log record not seen; got:\n" + "".join(self.lines))
+
+    def _record(self, line: str) -> dict[str, Any] | None:
+        if self._plain_ok and not line.startswith("{"):
+            return None
+        doc: dict[str, Any] = orjson.loads(line)
+        return doc
 
     def port(self, transport: str) -> int:
         rec = self.wait_for(lambda d: d["msg"] == "listening" and d.get("transport") == transport)
@@ -70,6 +80,9 @@ class Serve:
 
     def finish(self, timeout: float = 30.0) -> int:
         rc = self.proc.wait(timeout)
+        if self.proc.stdout is not None:  # `eir demo` prints how to query it (a few hundred bytes)
+            with self.proc.stdout:
+                self.stdout = self.proc.stdout.read().decode()
         while (line := self._q.get(timeout=5)) is not None:
             self.lines.append(line)
         return rc

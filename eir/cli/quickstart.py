@@ -55,13 +55,19 @@ def _first_owned(registry: Path) -> tuple[str, str]:
 @click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--state", type=click.Path(dir_okay=False, path_type=Path), default=Path("var/eir-state.db"),
               show_default=True, help="SQLite state file.")
+@click.option("--rules", type=click.Path(dir_okay=False, path_type=Path), default=ROOT_RULES,
+              show_default="rules/default.toml of the source tree",
+              help="Rule set (needed when eir is installed without its source tree).")
 @click.option("--rpc", default="127.0.0.1:3869", show_default=True, metavar="HOST:PORT")
 @click.option("--http", "http", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT")
 @click.pass_context
-def demo(ctx: click.Context, workdir: Path, devices: int, seed: int, state: Path, rpc: str, http: str) -> None:
+def demo(ctx: click.Context, workdir: Path, devices: int, seed: int, state: Path, rules: Path, rpc: str,
+         http: str) -> None:
     """Run the service on a generated demo snapshot with SQLite state (the quick start)."""
     from eir.cli.serve import serve
 
+    if not rules.is_file():
+        raise click.UsageError(f"rule set {rules} not found; pass --rules PATH (e.g. rules/default.toml)")
     workdir.mkdir(parents=True, exist_ok=True)
     registry, attaches = workdir / "registry.jsonl", workdir / "attaches.csv"
     snapshot = workdir / "registry.eirsnap"
@@ -76,7 +82,7 @@ def demo(ctx: click.Context, workdir: Path, devices: int, seed: int, state: Path
     state.parent.mkdir(parents=True, exist_ok=True)
     imei, owner = _first_owned(registry)
     rpc_host, _, rpc_port = rpc.rpartition(":")
-    click.echo(HOW_TO_QUERY.format(devices=devices, registry=registry, rules=ROOT_RULES, state=state, http=http,
+    click.echo(HOW_TO_QUERY.format(devices=devices, registry=registry, rules=rules, state=state, http=http,
                                    imei=imei, msisdn=owner, rpc_host=rpc_host, rpc_port=rpc_port,
                                    attaches=attaches, snapshot=snapshot))
-    ctx.invoke(serve, snapshot=snapshot, rules=ROOT_RULES, state=state, rpc=rpc, http=http)
+    ctx.invoke(serve, snapshot=snapshot, rules=rules, state=state, rpc=rpc, http=http)
