@@ -10,7 +10,6 @@ front-end of ``deploy/`` (docs/service.md).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ from eir.model import Decision, Query, Verdict
 from eir.query import RequestError, build_query, parse_time
 from eir.service import pinned
 from eir.store_schema import StoreError
+from eir.transports.auth import CHALLENGE, DISABLED, bearer_refusal
 from eir.transports.events_http import EventFeed, add_event_routes
 from eir.transports.openapi import openapi_document
 
@@ -211,15 +211,11 @@ class Api:
 
     def guard(self, request: web.Request) -> web.Response | None:
         """None when the bearer token matches; the answer to send otherwise."""
-        token = self.svc.config.admin_token
-        if token is None:
+        refused = bearer_refusal(self.svc.config.admin_token, request.headers.get("Authorization", ""))
+        if refused == DISABLED:
             return self._problem(403, "ADMIN_DISABLED", "admin routes are disabled (EIR_ADMIN_TOKEN is not set)")
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        ok = scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape"))
-        if not ok:
-            return self._problem(401, "UNAUTHORIZED", "a valid bearer token is required",
-                                 headers={"WWW-Authenticate": 'Bearer realm="eir-admin"'})
+        if refused is not None:
+            return self._problem(401, "UNAUTHORIZED", "a valid bearer token is required", headers=dict(CHALLENGE))
         return None
 
     async def admin_reload(self, request: web.Request) -> web.Response:
