@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from eir.decide import decide
-from eir.events import Event, Renderer
+from eir.events import OPS_EVENTS, Event, Renderer
 from eir.model import (
     ActivationStart,
     CloneDetect,
@@ -91,6 +91,18 @@ class Engine:
                 st.add_switchback(e.imei, e.time, b.rules.clone_window_s)
             elif isinstance(e, CloneDetect):
                 st.put_detection(e.imei, Detection(e.time, e.enforced, e.subscribers))
+
+    def publish(self, ev: Event, model: str = "", code: str = "") -> Event:
+        """Emit a control-plane event (eir.control): render its texts, sequence it, hand it to the sinks.
+
+        ``code`` is rendered into the TRANSFER_CODE_ISSUED text only; it is never kept anywhere else.
+        """
+        if ev.type not in OPS_EVENTS:
+            ev.text_fa, ev.text_en = self.bundle.renderer.render(ev, model, code)
+        self.state.append_event(ev)
+        for sink in self.sinks:
+            sink(ev)
+        return ev
 
     def _emit(self, q: Query, n: Notice, b: Bundle) -> None:
         ev = Event(type=n.type, time=q.time, imei=n.imei, msisdn=n.msisdn or None, slot=n.slot,

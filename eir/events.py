@@ -19,8 +19,14 @@ PERSIAN_DIGITS: Final = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
 HIDDEN: Final = "***"
 UTC: Final = dt.UTC
 
+#: Control-plane (registry) changes reported to the registry / operations stream (eir.control).
+CONTROL_OPS_EVENTS: Final = frozenset({
+    "OWNERSHIP_TRANSFERRED", "TRANSFER_STARTED", "OPERATOR_SIM_ADDED", "OPERATOR_SIM_REMOVED", "DEVICE_CLAIMED",
+    "DEVICE_RECOVERED", "IMEI_CORRECTED", "DEVICE_REPAIRED", "DEVICE_BLOCKED", "DEVICE_UNBLOCKED",
+    "CLONE_FLAG_SET", "CLONE_FLAG_CLEARED",
+})
 #: Events for the registry / operations: no subscriber text.
-OPS_EVENTS: Final = frozenset({"CLONE_DETECTED", "BLACKLISTED_DEVICE_SEEN", "SAFETY_BRAKE"})
+OPS_EVENTS: Final = frozenset({"CLONE_DETECTED", "BLACKLISTED_DEVICE_SEEN", "SAFETY_BRAKE"}) | CONTROL_OPS_EVENTS
 
 
 def iso_utc(t: int | None) -> str | None:
@@ -45,6 +51,8 @@ class Event:
     text_en: str | None = None
     subscribers: tuple[int, ...] = ()
     seq: int = 0
+    #: Control-plane events: what changed (string values only; never a code or a token).
+    detail: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (SPEC §5 fields; times as ISO 8601 UTC)."""
@@ -63,6 +71,8 @@ class Event:
             d["text_en"] = self.text_en
         if self.subscribers:
             d["subscribers"] = [str(s) for s in self.subscribers]
+        if self.detail:
+            d["detail"] = self.detail
         return d
 
     @classmethod
@@ -87,6 +97,7 @@ class Event:
             text_en=d.get("text_en"),
             subscribers=tuple(int(s) for s in d.get("subscribers", ())),
             seq=int(d["seq"]),
+            detail={str(k): str(v) for k, v in d["detail"].items()} if d.get("detail") else None,
         )
 
 
@@ -131,8 +142,11 @@ class Renderer:
                                          gregorian_date(t, self._tz))
         return got
 
-    def render(self, ev: Event, model: str = "") -> tuple[str | None, str | None]:
-        """``(text_fa, text_en)`` for a subscriber event; ``(None, None)`` for ops events."""
+    def render(self, ev: Event, model: str = "", code: str = "") -> tuple[str | None, str | None]:
+        """``(text_fa, text_en)`` for a subscriber event; ``(None, None)`` for ops events.
+
+        ``code`` fills ``{code}``: only the TRANSFER_CODE_ISSUED SMS carries one (eir.control).
+        """
         fa_t = self._fa.get(ev.type)
         en_t = self._en.get(ev.type)
         if fa_t is None or en_t is None or ev.msisdn is None:
@@ -147,11 +161,12 @@ class Renderer:
         today_fa, today_en = self.dates(ev.time)
         en = {
             "msisdn": msisdn, "imei": imei, "model": model, "deadline": dl_en,
-            "today": today_en, "days_left": str(days_left), "owner": HIDDEN,
+            "today": today_en, "days_left": str(days_left), "owner": HIDDEN, "code": code,
         }
         fa = {
             "msisdn": msisdn.translate(PERSIAN_DIGITS), "imei": imei.translate(PERSIAN_DIGITS),
             "model": model, "deadline": dl_fa, "today": today_fa,
             "days_left": en["days_left"].translate(PERSIAN_DIGITS), "owner": HIDDEN,
+            "code": code.translate(PERSIAN_DIGITS),
         }
         return fa_t.format_map(fa), en_t.format_map(en)

@@ -1,4 +1,10 @@
-"""The in-memory, read-only registry index that the decision hot path reads.
+"""The in-memory registry index that the decision hot path reads.
+
+The index is read-only for the decision core. The control plane (eir.control) changes it in place with
+the ``set_*`` methods, synchronously on the event loop between two requests: the per-device columns
+(flags, owner, owner_since) are mutable arrays, the IMEI map is a mutable PreshMap, and what the
+columns cannot express (moved IMEIs, block-list changes, consumed codes, pending transfers) lives in
+small overlay dicts consulted only by the rare paths.
 
 Memory is the constraint (SPEC §1: the whole registry in RAM, < 200 B per IMEI): per-device and
 per-subscriber data stay in the snapshot's ``array.array`` columns (no Python object per record), the
@@ -40,6 +46,7 @@ __all__ = [
     "ORIGINS",
     "ORIGIN_MASK",
     "Index",
+    "PendingTransfer",
     "Subscriber",
     "imei_key",
 ]
@@ -63,6 +70,17 @@ class Subscriber:
     expired: bool
 
 
+@dataclass(frozen=True, slots=True)
+class PendingTransfer:
+    """A sale in progress (eir.control): ``buyer`` becomes the owner by activating with the code whose
+    keyed hash is ``code_hash`` before ``expires``; until then the seller keeps every right."""
+
+    buyer: int
+    code_hash: bytes
+    issued: int
+    expires: int
+
+
 def _nid_int(national_id: str | None) -> int:
     # Same encoding as the snapshot: int("1" + digits) keeps leading zeros; 0 means "no national id".
     if not national_id or len(national_id) > 18 or not (national_id.isascii() and national_id.isdigit()):
@@ -84,11 +102,12 @@ class Index:
     """Read-only registry index; build it with :meth:`from_snapshot` or :meth:`from_bytes`."""
 
     __slots__ = (
-        "_bl_imei", "_bl_reason", "_block", "_code_dev", "_code_hash", "_imeis", "_imsi_key", "_imsi_msisdn",
-        "_map", "_model", "_models", "_msisdn_key", "_msisdn_row", "_offsets", "_opsims", "_prereg_dev",
-        "_prereg_msisdn", "_reasons", "_sealed", "_sub_expired", "_sub_imsi", "_sub_nid", "_sub_since", "_tac",
-        "_tac_brand", "_tac_model", "_tac_strings", "_trav_msisdn", "_trav_msisdn_t", "_trav_nid", "_trav_nid_t",
-        "flags", "meta", "n_devices", "n_imeis", "owner", "owner_since",
+        "_bl_imei", "_bl_reason", "_block", "_code_dev", "_code_hash", "_imeis", "_imsi_key", "_imsi_msisdn", "_map",
+        "_model", "_models", "_msisdn_key", "_msisdn_row", "_offsets", "_opsims", "_ov_bl", "_ov_codes", "_ov_imeis",
+        "_prereg_dev", "_prereg_msisdn", "_reasons", "_sealed", "_sub_expired", "_sub_imsi", "_sub_nid",
+        "_sub_since", "_tac", "_tac_brand", "_tac_model", "_tac_strings", "_trav_msisdn", "_trav_msisdn_t",
+        "_trav_nid", "_trav_nid_t", "data", "flags", "meta", "n_devices", "n_imeis", "owner", "owner_since",
+        "transfers",
     )  # fmt: skip
 
     flags: array[int]
@@ -101,6 +120,9 @@ class Index:
     def __init__(self, snapshot: Snapshot) -> None:
         c, s = snapshot.data.columns, snapshot.data.strings
         self.meta = snapshot.meta
+        #: The loaded columns (the same arrays: flags/owner/owner_since include control-plane changes,
+        #: the overlay dicts below hold the rest; eir.control_export merges both).
+        self.data = snapshot.data
         self.flags, self.owner, self.owner_since = c["dev_flags"], c["dev_owner"], c["dev_owner_since"]
         self.n_devices, self.n_imeis = len(c["dev_flags"]), len(c["imeis"])
         self._model, self._offsets, self._imeis = c["dev_model"], c["dev_imei_offsets"], c["imeis"]
@@ -130,6 +152,17 @@ class Index:
         reasons = self._reasons
         self._block = {dev: reasons[r] for dev, r in zip(c["block_dev"], c["block_reason"], strict=True)}
         self._map = self._build_map(c)
+        # Control-plane overlay (rare paths only): device -> its IMEIs when changed, IMEI -> block-list
+        # reason when changed (None = removed), device -> code hash when changed (None = consumed),
+        # device -> pending transfer.
+        self._ov_imeis: dict[int, tuple[int, ...]] = {}
+        self._ov_bl: dict[int, str | None] = {}
+        self._ov_codes: dict[int, bytes | None] = {}
+        self.transfers: dict[int, PendingTransfer] = {}
+        for key, buyer, code_hash, issued, expires in snapshot.data.transfers:
+            dev = self.device_of(key)
+            if dev >= 0:
+                self.transfers[dev] = PendingTransfer(buyer, code_hash, issued, expires)
         self._sealed = True
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -172,12 +205,24 @@ class Index:
         code: int | None = self._map[((core + 2) * KEY_MIX) & KEY_MASK]
         return 0 if code is None else code
 
+    def device_of(self, core: int) -> int:
+        """The device id of an IMEI core, or -1."""
+        return (self.lookup(core) >> 1) - 1
+
     def device_imeis(self, dev: int) -> tuple[int, ...]:
         """The device's IMEI cores in slot order."""
+        if self._ov_imeis:
+            moved = self._ov_imeis.get(dev)
+            if moved is not None:
+                return moved
         return tuple(self._imeis[self._offsets[dev] : self._offsets[dev + 1]])
 
     def device_key(self, dev: int) -> int:
         """Stable device key: its slot-1 IMEI core (durable state is keyed by this, never by ``dev``)."""
+        if self._ov_imeis:
+            moved = self._ov_imeis.get(dev)
+            if moved is not None:
+                return moved[0]
         return self._imeis[self._offsets[dev]]
 
     def model(self, dev: int) -> str:
@@ -222,6 +267,8 @@ class Index:
 
     def code_hash(self, dev: int) -> bytes | None:
         """HMAC-SHA256 of the device's activation code (see ``activation_code_hash``), or None."""
+        if dev in self._ov_codes:
+            return self._ov_codes[dev]
         i = bisect_left(self._code_dev, dev)
         if i == len(self._code_dev) or self._code_dev[i] != dev:
             return None
@@ -229,6 +276,8 @@ class Index:
 
     def blacklist_reason(self, core: int) -> str | None:
         """The block-list reason of an IMEI core, or None."""
+        if core in self._ov_bl:
+            return self._ov_bl[core]
         i = bisect_left(self._bl_imei, core)
         if i == len(self._bl_imei) or self._bl_imei[i] != core:
             return None
@@ -240,6 +289,107 @@ class Index:
         if i == len(self._tac) or self._tac[i] != tac:
             return None
         return self._tac_strings[self._tac_brand[i]], self._tac_strings[self._tac_model[i]]
+
+    def code_hashes(self) -> dict[int, bytes]:
+        """Every device's activation code hash (device id -> hash), control-plane changes included."""
+        n = CODE_HASH_BYTES
+        out = {dev: self._code_hash[i * n : (i + 1) * n] for i, dev in enumerate(self._code_dev)}
+        for dev, h in self._ov_codes.items():
+            if h is None:
+                out.pop(dev, None)
+            else:
+                out[dev] = h
+        return out
+
+    def blocks(self) -> dict[int, str]:
+        """Every device block (device id -> reason)."""
+        return dict(self._block)
+
+    def all_operator_sims(self) -> dict[int, dict[int, int]]:
+        """Every device's operator SIMs (device id -> slot -> MSISDN)."""
+        return {dev: self.operator_sims(dev) for dev in sorted(self._opsims)}
+
+    def blacklist(self) -> dict[int, str]:
+        """The whole block list (IMEI core -> reason), control-plane changes included."""
+        out = {core: self._reasons[r] for core, r in zip(self._bl_imei, self._bl_reason, strict=True)}
+        for core, reason in self._ov_bl.items():
+            if reason is None:
+                out.pop(core, None)
+            else:
+                out[core] = reason
+        return out
+
+    # -- control-plane changes (eir.control; on the event loop, between requests) ---------------------
+    def set_owner(self, dev: int, msisdn: int, since: int) -> None:
+        """The device's definitive owner (0 = none) and since when."""
+        self.owner[dev] = msisdn
+        self.owner_since[dev] = since if msisdn else 0
+
+    def set_flag(self, dev: int, bit: int, on: bool) -> None:
+        """Set or clear one flag bit (CLONED, ...) of a device."""
+        self.flags[dev] = self.flags[dev] | bit if on else self.flags[dev] & ~bit
+
+    def set_origin(self, dev: int, origin: int) -> None:
+        """The device's origin code (index into ORIGINS)."""
+        self.flags[dev] = (self.flags[dev] & ~ORIGIN_MASK) | origin
+
+    def set_block(self, dev: int, reason: str | None) -> None:
+        """Block the device (all its IMEIs) with a reason, or lift its block (None)."""
+        if reason is None:
+            self._block.pop(dev, None)
+        else:
+            self._block[dev] = reason
+        self.set_flag(dev, BLOCKED, reason is not None)
+
+    def set_blacklist(self, core: int, reason: str | None) -> None:
+        """Put one IMEI on the block list with a reason, or take it off (None)."""
+        key = ((core + 2) * KEY_MIX) & KEY_MASK
+        code = self._map[key] or 0
+        self._map[key] = code | _BLACKLISTED if reason is not None else code & ~_BLACKLISTED
+        self._ov_bl[core] = reason
+
+    def set_operator_sim(self, dev: int, slot: int, msisdn: int) -> None:
+        """Designate (or with 0 remove) the operator SIM of a slot."""
+        sims = list(self._opsims.get(dev, ()))
+        sims.extend([0] * (slot - len(sims)))
+        sims[slot - 1] = msisdn
+        while sims and not sims[-1]:
+            sims.pop()
+        if sims:
+            self._opsims[dev] = tuple(sims)
+        else:
+            self._opsims.pop(dev, None)
+        self.set_flag(dev, HAS_OPERATOR_SIMS, bool(sims))
+
+    def set_imeis(self, dev: int, cores: tuple[int, ...]) -> None:
+        """Replace the device's IMEIs (correction, repair). The caller checked the new ones are free;
+        an IMEI keeps its own block-list entry whichever device it belongs to."""
+        pmap = self._map
+        for core in self.device_imeis(dev):
+            if core not in cores:
+                key = ((core + 2) * KEY_MIX) & KEY_MASK
+                pmap[key] = (pmap[key] or 0) & _BLACKLISTED
+        code = (dev + 1) << 1
+        for core in cores:
+            key = ((core + 2) * KEY_MIX) & KEY_MASK
+            pmap[key] = code | ((pmap[key] or 0) & _BLACKLISTED)
+        self._ov_imeis[dev] = tuple(cores)
+        # Operator SIMs are per slot: a slot the device no longer has loses its operator SIM.
+        sims = self._opsims.get(dev, ())
+        for slot in range(len(cores) + 1, len(sims) + 1):
+            self.set_operator_sim(dev, slot, 0)
+
+    def set_code(self, dev: int, code_hash: bytes | None) -> None:
+        """The device's activation code hash (None: consumed, no code any more)."""
+        self._ov_codes[dev] = code_hash
+        self.set_flag(dev, HAS_ACTIVATION_CODE, code_hash is not None)
+
+    def set_transfer(self, dev: int, transfer: PendingTransfer | None) -> None:
+        """Start (or with None end) a pending transfer of the device."""
+        if transfer is None:
+            self.transfers.pop(dev, None)
+        else:
+            self.transfers[dev] = transfer
 
     # -- subscribers -----------------------------------------------------------------------------------
     def _sub(self, msisdn: int) -> int:

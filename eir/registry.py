@@ -11,7 +11,7 @@ import hmac
 import math
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import count, repeat
 from operator import itemgetter
@@ -90,6 +90,9 @@ class RegistryData:
     columns: dict[str, array[int]]
     strings: dict[str, list[str]]
     counts: dict[str, int]
+    #: Pending transfers carried by an exported snapshot (eir.control_export):
+    #: ``(device key, buyer, code hash, issued, expires)``. A registry build has none.
+    transfers: list[tuple[int, int, bytes, int, int]] = field(default_factory=list)
 
 
 def parse_time(value: object) -> int:

@@ -34,8 +34,23 @@ SUBSCRIBER_EVENTS: Final = (
     "UNREGISTERED_DEVICE",
     "GRACE_REMINDER",
 )
+#: Subscriber SMS of the control plane (eir.control). Optional in a rule file: a missing template takes
+#: the built-in wording below, so rule files written before the control plane keep loading.
+CONTROL_MESSAGES: Final[dict[str, dict[str, str]]] = {
+    "fa": {
+        "DEVICE_ACTIVATED": "دستگاه {model} با شناسه {imei} با موفقیت برای شماره تلفن {msisdn} فعال‌سازی شد.",
+        "TRANSFER_CODE_ISSUED": "کد فعال‌سازی دستگاه {model} با شناسه {imei} برای شماره تلفن {msisdn}: {code}. "
+                                "مالکیت پس از فعال‌سازی با این کد منتقل می‌شود. این کد را در اختیار دیگران قرار ندهید.",
+    },
+    "en": {
+        "DEVICE_ACTIVATED": "The device {model} with IMEI {imei} is now activated for number {msisdn}.",
+        "TRANSFER_CODE_ISSUED": "Activation code of the device {model} with IMEI {imei} for number {msisdn}: "
+                                "{code}. Ownership moves to you once you activate with it. Do not share this code.",
+    },
+}
 #: Placeholders a template may use. The owner's number is deliberately not among them: {owner} is "***".
-PLACEHOLDERS: Final = frozenset({"msisdn", "imei", "model", "deadline", "today", "owner", "days_left"})
+#: ``{code}`` is empty in every event but TRANSFER_CODE_ISSUED.
+PLACEHOLDERS: Final = frozenset({"msisdn", "imei", "model", "deadline", "today", "owner", "days_left", "code"})
 LANGUAGES: Final = ("fa", "en")
 MAX_RULE_FILE_BYTES: Final = 1 << 20
 MAX_TEMPLATE_CHARS: Final = 1_000
@@ -298,9 +313,14 @@ def _compile_messages(given: Any, where: str) -> dict[str, dict[str, str]]:
         if not isinstance(table, dict):
             raise RuleError(f"{where}: messages.{lang}: missing table [messages.{lang}]")
         for key in table:
-            if key not in SUBSCRIBER_EVENTS:
+            if key not in SUBSCRIBER_EVENTS and key not in CONTROL_MESSAGES[lang]:
                 raise RuleError(f"{where}: unknown key messages.{lang}.{key}")
         out[lang] = {}
+        for ev, default in CONTROL_MESSAGES[lang].items():
+            try:
+                out[lang][ev] = _check_template(table.get(ev, default))
+            except ValueError as e:
+                raise RuleError(f"{where}: messages.{lang}.{ev}: {e}") from e
         for ev in SUBSCRIBER_EVENTS:
             if ev not in table:
                 raise RuleError(f"{where}: messages.{lang}.{ev}: missing template")

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Final, Protocol, cast, runtime_checkable
 
 from eir.config import ServiceConfig
+from eir.control import Control, ControlConfig
+from eir.control_ops import JournalMismatch, replay
 from eir.engine import Bundle, Engine
 from eir.index import BLOCKED, CLONED, Index
 from eir.log import fields
@@ -29,7 +31,7 @@ from eir.metrics import Metrics
 from eir.metrics_state import HasMetrics, StateCollector
 from eir.model import Decision
 from eir.rules import RuleError, RuleSet, load_rules
-from eir.snapshot import SnapshotError
+from eir.snapshot import SnapshotError, code_key_from_env
 from eir.state import MemoryState
 
 Clock = Callable[[], int]
@@ -149,6 +151,8 @@ class Service:
         self.last_reload: dict[str, Any] = {}
         #: Webhook deliveries (eir.delivery.WebhookSink), one per ``config.webhooks`` URL, once started.
         self.sinks: list[Any] = []
+        #: The registry control plane (eir.control), once the first load is done (None before).
+        self.control: Control | None = None
         self.rpc: Any = None  # eir.transports.rpc.RpcServer once started
         self.http: Any = None  # eir.transports.http.HttpServer once started
         self._reload_lock = asyncio.Lock()
@@ -179,9 +183,13 @@ class Service:
     async def _reload(self, force: bool) -> ReloadOutcome:
         cfg = self.config
         loop = asyncio.get_running_loop()
+        # The registry-change journal is replayed onto the new index off the loop; the changes journaled
+        # meanwhile are applied on the loop right before the swap (no change can fall in between).
+        changes, journal_id = list(self.state.changes), self.state.journal_id
         try:
             loaded = await loop.run_in_executor(None, load_bundle, cfg.snapshot, cfg.rules)
-        except (SnapshotError, RuleError, OSError) as e:
+            replayed = await loop.run_in_executor(None, replay, loaded.bundle.index, changes, journal_id)
+        except (SnapshotError, RuleError, OSError, JournalMismatch) as e:
             why = f"{type(e).__name__}: {e}"
             log.error("reload failed, the serving bundle stays: %s", why, extra=fields(
                 snapshot=str(cfg.snapshot), rules=str(cfg.rules), result="failed"))
@@ -196,8 +204,13 @@ class Service:
                 log.error("reload refused, the serving bundle stays: %s", why, extra=fields(
                     checksum=new.index.meta.checksum, result="refused"))
                 return ReloadOutcome("refused", why, detail)
+        replay(new.index, self.state.changes, journal_id, replayed)
+        detail["journal"] = {"applied": replayed.applied, "skipped": replayed.skipped, "seq": replayed.last_seq}
         if self.engine is None:
             self.engine = Engine(new, self.state, (self.metrics.on_event,))
+            code_key = code_key_from_env()
+            self.control = Control(self.engine, clock=self.clock, config=ControlConfig(code_key=code_key))
+            log.info("control plane ready", extra=fields(code_key_set=code_key is not None))
         else:
             self.engine.swap(new)  # the swap: one reference assignment; in-flight requests keep theirs
         self.shares = loaded.shares
@@ -207,7 +220,8 @@ class Service:
         log.info("bundle loaded", extra=fields(
             checksum=new.index.meta.checksum, rules=new.rules.name, rules_digest=new.rules.digest[:16],
             devices=new.index.n_devices, imeis=new.index.n_imeis, forced=force,
-            seconds=round(loaded.seconds, 3), result="ok"))
+            seconds=round(loaded.seconds, 3), journal_applied=replayed.applied, journal_skipped=replayed.skipped,
+            journal_seq=replayed.last_seq, result="ok"))
         return ReloadOutcome("ok", "", detail)
 
     def describe_bundle(self, b: Bundle | None = None) -> dict[str, Any]:

@@ -82,6 +82,10 @@ class SnapshotMeta:
     generator: str
     skipped: int
     size: int
+    #: The registry-change journal this snapshot already includes (eir snapshot export): its id and the
+    #: last change ``seq``. (0, 0) for a snapshot built from registry files.
+    journal_id: int = 0
+    journal_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,16 +156,20 @@ def column_counts(data: RegistryData) -> dict[str, int]:
     return counts
 
 
-def encode_snapshot(data: RegistryData, *, created: int, sources: list[str], skipped: int = 0) -> bytes:
+def encode_snapshot(data: RegistryData, *, created: int, sources: list[str], skipped: int = 0,
+                    journal: tuple[int, int] = (0, 0)) -> bytes:
     """The complete snapshot file for ``data`` (header + body)."""
-    header, body, _ = _encode(data, created, sources, skipped)
+    header, body, _ = _encode(data, created, sources, skipped, journal)
     return header + body
 
 
-def _encode(data: RegistryData, created: int, sources: list[str], skipped: int) -> tuple[bytes, bytes, dict[str, Any]]:
+def _encode(data: RegistryData, created: int, sources: list[str], skipped: int,
+            journal: tuple[int, int] = (0, 0)) -> tuple[bytes, bytes, dict[str, Any]]:
     _check_platform()
     meta = {"format_version": FORMAT_VERSION, "created": created, "generator": _generator(),
             "sources": sources, "skipped": skipped, "counts": {**data.counts, **column_counts(data)}}  # fmt: skip
+    if journal != (0, 0):
+        meta["journal"] = list(journal)
     columns = {}
     for name, tc in COLUMNS.items():
         col = data.columns[name]
@@ -169,21 +177,25 @@ def _encode(data: RegistryData, created: int, sources: list[str], skipped: int) 
             col = array(tc, col)
             col.byteswap()
         columns[name] = [_TYPES[tc][0], col.tobytes()]
-    tree = {
+    tree: dict[str, Any] = {
         "meta": meta,
         "columns": columns,
         "strings": {name: data.strings[name] for name in STRING_TABLES},
     }  # fmt: skip
+    if data.transfers:
+        # Optional key (older readers ignore it): pending transfers of an exported snapshot.
+        tree["transfers"] = [list(t) for t in data.transfers]
     body: bytes = msgpack.packb(tree, use_bin_type=True)
     header = _HEADER.pack(MAGIC, FORMAT_VERSION, len(body), hashlib.sha256(body).digest())
     return header, body, meta
 
 
 def write_snapshot(
-    data: RegistryData, out: Path, *, created: int, sources: list[str], skipped: int = 0
+    data: RegistryData, out: Path, *, created: int, sources: list[str], skipped: int = 0,
+    journal: tuple[int, int] = (0, 0),
 ) -> SnapshotMeta:
     """Write ``data`` to ``out`` atomically (temp file in the same directory, fsync, rename)."""
-    header, body, meta = _encode(data, created, sources, skipped)
+    header, body, meta = _encode(data, created, sources, skipped, journal)
     out = Path(out)
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
@@ -318,7 +330,13 @@ def _from_tree(tree: Any, header: bytes, size: int) -> Snapshot:
     counts = {str(k): int(v) for k, v in meta["counts"].items()}
     if counts.get("devices") != n_dev or counts.get("imeis") != len(cols["imeis"]):
         raise SnapshotError("meta counts do not match the columns")
-    data = RegistryData(columns=cols, strings=strings, counts=counts)
+    transfers = []
+    for t in tree.get("transfers", ()):
+        key, buyer, code_hash, issued, expires = t
+        if type(code_hash) is not bytes or len(code_hash) != CODE_HASH_BYTES:
+            raise SnapshotError("transfers: bad code hash")
+        transfers.append((int(key), int(buyer), code_hash, int(issued), int(expires)))
+    data = RegistryData(columns=cols, strings=strings, counts=counts, transfers=transfers)
     return Snapshot(meta=_decode_meta(meta, header, size), data=data)
 
 
@@ -333,6 +351,8 @@ def _decode_meta(meta: dict[str, Any], header: bytes, size: int) -> SnapshotMeta
         generator=str(meta.get("generator", "")),
         skipped=int(meta.get("skipped", 0)),
         size=size,
+        journal_id=int(meta.get("journal", (0, 0))[0]),
+        journal_seq=int(meta.get("journal", (0, 0))[1]),
     )
 
 

@@ -9,6 +9,7 @@ memory for the synchronous decision, and the store persists every change.
 
 from __future__ import annotations
 
+import secrets
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,10 @@ from eir.events import Event
 MAX_OBSERVATIONS_PER_IMEI: Final = 32
 #: An observation entry key packs (msisdn, slot): slot < 32.
 SLOT_BITS: Final = 5
+
+
+#: One registry change of the control plane's journal: ``(seq, time, JSON body)`` (see eir.control_ops).
+Change = tuple[int, int, bytes]
 
 
 @dataclass(slots=True)
@@ -127,6 +132,12 @@ class MemoryState:
         self.enforced: deque[int] = deque()  # times of enforced detections (safety bound, last hour)
         self.events: list[Event] = []
         self.next_seq = 1
+        # The control plane's registry-change journal (eir.control). In memory it lives as long as the
+        # process; the durable store writes it with the promises and loads it back at open.
+        self.changes: list[Change] = []
+        self.next_change_seq = 1
+        #: Identifies this journal: a snapshot exported with its changes records (journal_id, seq).
+        self.journal_id = secrets.randbits(62) + 1
 
     # --- reads (StateView) -------------------------------------------------------------------------
 
@@ -202,8 +213,50 @@ class MemoryState:
                     del self.grace_imeis[imei]
         return dropped
 
+    def drop_imei_graces(self, imei: int, kind: int | None = None) -> int:
+        """Drop the grace records of every subscriber on an IMEI (of one kind, or all); returns how many."""
+        if imei not in self.grace_imeis:
+            return 0
+        # A scan of all graces: control-plane operations are rare, graces per IMEI are few.
+        keys = [k for k in self.graces if k[0] == imei and (kind is None or k[2] == kind)]
+        for key in keys:
+            del self.graces[key]
+            self._grace_dropped(key)
+        return len(keys)
+
+    def _grace_dropped(self, key: tuple[int, int, int]) -> None:
+        imei = key[0]
+        left = self.grace_imeis[imei] - 1
+        if left:
+            self.grace_imeis[imei] = left
+        else:
+            del self.grace_imeis[imei]
+
     def put_activation(self, device_key: int, first_seen: int, deadline: int) -> None:
         self.activations[device_key] = Activation(first_seen, deadline)
+
+    def drop_activation(self, device_key: int) -> bool:
+        """The device is activated (or claimed): its activation grace ends. True if there was one."""
+        return self.activations.pop(device_key, None) is not None
+
+    def drop_detection(self, imei: int) -> bool:
+        """The registry cleared the IMEI's clone status: forget the network detection. True if any."""
+        return self.detections.pop(imei, None) is not None
+
+    def clear_switchbacks(self, imei: int) -> bool:
+        """Forget the IMEI's recent switch-backs (the registry cleared its clone status). True if any."""
+        h = self.histories.get(imei)
+        if h is None or not h.switchbacks:
+            return False
+        h.switchbacks = None
+        return True
+
+    def append_change(self, t: int, body: bytes) -> int:
+        """Journal one registry change; returns its ``seq``."""
+        seq = self.next_change_seq
+        self.next_change_seq = seq + 1
+        self.changes.append((seq, t, body))
+        return seq
 
     def put_window(self, imei: int, w: TravelerWindow) -> None:
         self.windows[imei] = w

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING
 from eir.events import Event
 from eir.state import MAX_OBSERVATIONS_PER_IMEI, SLOT_BITS, Detection, History, MemoryState, TravelerWindow
 from eir.store_hot import HOUR, Horizon, LoadStats, load_hot
-from eir.store_schema import DEL_SWITCHBACK_BEFORE, MAX_CHUNK, PRUNE_OUTBOX, Batch, DbLock, HistoryBatch
+from eir.store_schema import (
+    DEL_SWITCHBACK_BEFORE,
+    MAX_CHUNK,
+    PRUNE_OUTBOX,
+    Batch,
+    DbLock,
+    HistoryBatch,
+    read_changes,
+)
 
 if TYPE_CHECKING:
     import sqlite3
@@ -114,6 +122,7 @@ class Journal(MemoryState):
         self._d_mark: set[tuple[str, int, int, int]] = set()
         self._d_consumer: dict[str, int] = {}
         self._new_events: list[Event] = []
+        self._new_changes: list[tuple[int, int, bytes]] = []
         # Soft changes (history file): one (imei, msisdn << SLOT_BITS | slot, time) tuple per attach,
         # the cheapest thing to do on the hot path; SQLite aggregates them (GROUP BY) into one upsert
         # per (imei, msisdn, slot) when they are written, and trims the IMEIs in `_trim`.
@@ -180,6 +189,45 @@ class Journal(MemoryState):
         if dropped and not self._dirty:
             self._changed()
         return dropped
+
+    def drop_imei_graces(self, imei: int, kind: int | None = None) -> int:
+        keys = [k for k in self.graces if k[0] == imei and (kind is None or k[2] == kind)]
+        n = super().drop_imei_graces(imei, kind)
+        self._d_grace.update(keys)
+        if n and not self._dirty:
+            self._changed()
+        return n
+
+    def drop_activation(self, device_key: int) -> bool:
+        dropped = super().drop_activation(device_key)
+        if dropped:
+            self._d_activation.add(device_key)
+            if not self._dirty:
+                self._changed()
+        return dropped
+
+    def drop_detection(self, imei: int) -> bool:
+        dropped = super().drop_detection(imei)
+        if dropped:
+            self._d_detection.add(imei)
+            if not self._dirty:
+                self._changed()
+        return dropped
+
+    def clear_switchbacks(self, imei: int) -> bool:
+        cleared = super().clear_switchbacks(imei)
+        if cleared:
+            self._d_switchback.add(imei)
+            if not self._dirty:
+                self._changed()
+        return cleared
+
+    def append_change(self, t: int, body: bytes) -> int:
+        seq = super().append_change(t, body)
+        self._new_changes.append((seq, t, body))
+        if not self._dirty:
+            self._changed()
+        return seq
 
     def put_activation(self, device_key: int, first_seen: int, deadline: int) -> None:
         super().put_activation(device_key, first_seen, deadline)
@@ -315,6 +363,9 @@ class Journal(MemoryState):
         self._d_mark = set()
         b.mark_kinds, self._new_kinds = self._new_kinds, []
         b.events, self._new_events = self._new_events, []
+        b.changes, self._new_changes = self._new_changes, []
+        if b.changes:
+            b.meta.append(("journal_id", self.journal_id))
         if b.events:
             b.meta.append(("last_seq", b.events[-1].seq))
         if self.high_water != self._saved_high_water:
@@ -371,6 +422,7 @@ class Journal(MemoryState):
         self._d_mark.update((names[r[0]], r[1], r[2], r[3]) for r in b.mark_del)
         self._new_kinds = b.mark_kinds + self._new_kinds
         self._new_events = b.events + self._new_events
+        self._new_changes = b.changes + self._new_changes
         self._saved_high_water = -1  # rewrite it
         for name, seq in b.consumers:
             self._d_consumer.setdefault(name, seq)
@@ -393,6 +445,13 @@ class Journal(MemoryState):
         stats = load_hot(conn, hconn, self, self.config.prune_slack_s, self._current_rules(), self._kinds,
                          self.consumers, int(self._clock()))
         self._kind_names = {i: n for n, i in self._kinds.items()}
+        # The registry-change journal is small (control-plane operations) and replayed onto every
+        # snapshot that is loaded: all of it stays in memory.
+        self.changes = read_changes(conn)
+        self.next_change_seq = self.changes[-1][0] + 1 if self.changes else 1
+        row = conn.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone()
+        if row is not None:
+            self.journal_id = int(row[0])
         self.high_water = self._saved_high_water = stats.high_water
         self.attach_ord = stats.attach_ord
         self.committed_seq = stats.next_seq - 1

@@ -30,7 +30,7 @@ from eir.state import MAX_OBSERVATIONS_PER_IMEI
 
 #: ``PRAGMA user_version`` of the layout written by this code. Older versions are migrated at open;
 #: a newer one (written by a later release) is refused rather than misread.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 #: ``PRAGMA application_id`` of the two files ("EIRS", "EIRH"): a swapped or foreign file is refused.
 STATE_APP_ID: Final = 0x45495253
 HISTORY_APP_ID: Final = 0x45495248
@@ -104,6 +104,14 @@ CREATE TABLE consumer (
     seq  INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
+#: Version 2: the control plane's registry-change journal (eir.control_ops), one row per change.
+_REGISTRY_CHANGE_DDL: Final = """
+CREATE TABLE registry_change (
+    seq  INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+"""
 
 _HISTORY_DDL: Final = """
 CREATE TABLE meta (
@@ -135,16 +143,16 @@ CREATE TABLE observation (
 BATCH_COLUMNS: Final = (
     "grace_del", "grace_put", "activation_del", "activation_put", "window_del", "window_put", "quota_del",
     "quota_put", "detection_del", "detection_put", "switchback_del", "switchback_put", "mark_kinds",
-    "mark_del", "mark_put", "events", "meta", "consumers",
+    "mark_del", "mark_put", "events", "meta", "consumers", "changes",
 )
 
 _APPLY_BATCH: Final = """
 CREATE TEMP VIEW apply_batch (
     grace_del, grace_put, activation_del, activation_put, window_del, window_put, quota_del, quota_put,
     detection_del, detection_put, switchback_del, switchback_put, mark_kinds, mark_del, mark_put, events,
-    meta, consumers
+    meta, consumers, changes
 ) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-            NULL, NULL;
+            NULL, NULL, NULL;
 CREATE TEMP TRIGGER apply_batch_rows INSTEAD OF INSERT ON apply_batch BEGIN
     -- Within a batch a key is either deleted or put (rows come from the final in-memory value).
     DELETE FROM grace WHERE (imei, msisdn, kind) IN
@@ -175,10 +183,13 @@ CREATE TEMP TRIGGER apply_batch_rows INSTEAD OF INSERT ON apply_batch BEGIN
         SELECT value->>0, value->>1, CAST(value->>2 AS BLOB) FROM json_each(NEW.events);
     INSERT OR REPLACE INTO meta (key, value) SELECT value->>0, value->>1 FROM json_each(NEW.meta);
     INSERT OR REPLACE INTO consumer (name, seq) SELECT value->>0, value->>1 FROM json_each(NEW.consumers);
+    -- Registry changes of the control plane (the body is the change's JSON text).
+    INSERT INTO registry_change (seq, time, body)
+        SELECT value->>0, value->>1, CAST(value->>2 AS BLOB) FROM json_each(NEW.changes);
 END;
 """
 APPLY_BATCH: Final = ("INSERT INTO temp.apply_batch VALUES "
-                      "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")  # len(BATCH_COLUMNS)
+                      "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")  # len(BATCH_COLUMNS)
 DEL_SWITCHBACK_BEFORE: Final = "DELETE FROM switchback WHERE last <= ?"
 # Outbox retention, a bounded chunk per statement so that one prune never holds the writer for long.
 PRUNE_OUTBOX: Final = (
@@ -186,6 +197,7 @@ PRUNE_OUTBOX: Final = (
     "(SELECT seq FROM outbox WHERE seq <= ? AND time < ? ORDER BY seq LIMIT ?)"
 )
 
+SELECT_CHANGES: Final = "SELECT seq, time, body FROM registry_change WHERE seq > ? ORDER BY seq"
 SELECT_EVENTS: Final = "SELECT seq, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"
 SELECT_OBSERVATIONS: Final = (
     "SELECT msisdn, slot, first, last, count FROM observation WHERE imei = ? ORDER BY last DESC"
@@ -255,6 +267,8 @@ class Batch:
     events: list[Event] = field(default_factory=list)
     meta: list[tuple[str, int]] = field(default_factory=list)
     consumers: list[tuple[str, int]] = field(default_factory=list)
+    #: Registry changes of the control plane: (seq, time, JSON body).
+    changes: list[tuple[int, int, bytes]] = field(default_factory=list)
     # Maintenance (pruning): run as plain parameterised statements.
     maintenance: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
 
@@ -265,7 +279,7 @@ class Batch:
                 + len(self.window_put) + len(self.window_del) + len(self.quota_put) + len(self.quota_del)
                 + len(self.detection_put) + len(self.detection_del) + len(self.switchback_put)
                 + len(self.switchback_del) + len(self.mark_put) + len(self.mark_del) + len(self.events)
-                + len(self.consumers))
+                + len(self.consumers) + len(self.changes))
 
     def __len__(self) -> int:
         return self.promises + len(self.maintenance)
@@ -310,6 +324,7 @@ def encode_batch(b: Batch) -> list[bytes | None]:
             b.grace_del, b.grace_put, b.activation_del, b.activation_put, b.window_del, b.window_put,
             b.quota_del, b.quota_put, b.detection_del, b.detection_put, b.switchback_del, b.switchback_put,
             b.mark_kinds, b.mark_del, b.mark_put, [event_row(ev) for ev in b.events], b.meta, b.consumers,
+            [(seq, t, body.decode()) for seq, t, body in b.changes],
         )
     ]
 
@@ -465,10 +480,16 @@ def _migrate(conn: sqlite3.Connection, path: Path, app_id: int, ddl: str, set_ap
         if has_tables:
             raise StoreError(f"{path}: not an eir state database (tables but no schema version)")
         # executescript commits first; the DDL, the id and the version are then one transaction.
-        conn.executescript(f"BEGIN;\n{ddl}\n{set_app_id};\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
+        extra = "" if app_id == HISTORY_APP_ID else _REGISTRY_CHANGE_DDL
+        conn.executescript(
+            f"BEGIN;\n{ddl}\n{extra}\n{set_app_id};\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
         return
-    # Future versions: one step per version, each in its own transaction, e.g.
-    #   if version == 1: conn.executescript("BEGIN; ALTER TABLE ...; PRAGMA user_version = 2; COMMIT;")
+    # One step per version, each in its own transaction.
+    if version == 1:
+        # 1 -> 2: the control plane's registry-change journal (the history file gains nothing).
+        extra = "" if app_id == HISTORY_APP_ID else _REGISTRY_CHANGE_DDL
+        conn.executescript(f"BEGIN;\n{extra}\nPRAGMA user_version = 2;\nCOMMIT;")
+        return
     raise StoreError(f"{path}: no migration from state schema version {version}")
 
 
@@ -488,6 +509,11 @@ def iter_events(conn: sqlite3.Connection, after: int, chunk: int = 1_000) -> Ite
         if len(rows) < chunk:
             return
         after = rows[-1][0]
+
+
+def read_changes(conn: sqlite3.Connection, after: int = 0) -> list[tuple[int, int, bytes]]:
+    """The registry-change journal ``(seq, time, JSON body)`` with ``seq > after``, in order."""
+    return [(int(s), int(t), bytes(b)) for s, t, b in conn.execute(SELECT_CHANGES, (after,))]
 
 
 def last_committed_seq(conn: sqlite3.Connection) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from eir.rules import SUBSCRIBER_EVENTS, RuleError, load_rules
+from eir.rules import CONTROL_MESSAGES, SUBSCRIBER_EVENTS, RuleError, load_rules
 from tests.conftest import RULES_DIR
 
 DEFAULT = (RULES_DIR / "default.toml").read_text(encoding="utf-8")
@@ -17,7 +17,8 @@ def test_shipped_rule_sets() -> None:
     s = load_rules(RULES_DIR / "strict.toml")
     assert (d.name, d.restrict_non_owner, s.name, s.restrict_non_owner) == ("hamta", False, "hamta-strict", True)
     assert d.clone_window_s == 24 * 3600 and d.clone_grace_s == 30 * 86400 and d.traveler_period_s == 365 * 86400
-    assert set(d.messages["fa"]) == set(SUBSCRIBER_EVENTS) == set(s.messages["en"])
+    every = set(SUBSCRIBER_EVENTS) | set(CONTROL_MESSAGES["fa"])
+    assert set(d.messages["fa"]) == every == set(s.messages["en"])
     assert d.digest != s.digest and len(d.digest) == 64
     assert d.plan.country_code == "98" and d.plan.home_mccs == frozenset({"432"}) and d.timezone == "Asia/Tehran"
 
@@ -76,3 +77,19 @@ def test_base_overlay(tmp_path: Path) -> None:
     assert r.clone_grace_s == 7 * 86400 and r.clone_window_s == 24 * 3600
     assert r.messages["en"]["CLONE_BLOCKED"] == "blocked {msisdn}"
     assert r.messages["fa"]["CLONE_BLOCKED"].startswith("مالک")
+
+
+def test_control_templates_are_optional_with_the_built_in_wording(tmp_path: Path) -> None:
+    """A rule file written before the control plane loads; one may override the control SMS wording."""
+    lines = [ln for ln in DEFAULT.splitlines() if not ln.startswith(("DEVICE_ACTIVATED", "TRANSFER_CODE_ISSUED"))]
+    f = tmp_path / "old.toml"
+    f.write_text("\n".join(lines), encoding="utf-8")
+    r = load_rules(f)
+    assert r.messages["en"]["TRANSFER_CODE_ISSUED"] == CONTROL_MESSAGES["en"]["TRANSFER_CODE_ISSUED"]
+    f.write_text("\n".join(lines).replace("[messages.en]", '[messages.en]\nTRANSFER_CODE_ISSUED = "Code {code}"'),
+                 encoding="utf-8")
+    assert load_rules(f).messages["en"]["TRANSFER_CODE_ISSUED"] == "Code {code}"
+    f.write_text("\n".join(lines).replace("[messages.en]", '[messages.en]\nDEVICE_ACTIVATED = "{phone}"'),
+                 encoding="utf-8")
+    with pytest.raises(RuleError, match=r"messages\.en\.DEVICE_ACTIVATED: unknown placeholder"):
+        load_rules(f)

@@ -1,4 +1,5 @@
-"""``eir snapshot build|inspect``: turn registry JSONL into a snapshot file and describe one."""
+"""``eir snapshot build|export|inspect``: registry JSONL -> snapshot; roll a snapshot forward with the control
+plane's journal; describe one."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from typing import Any
 import click
 import orjson
 
+from eir.control_export import export_snapshot
+from eir.control_ops import JournalMismatch
 from eir.registry import MAX_REPORTED_ERRORS, RegistryError
 from eir.snapshot import SnapshotError, SnapshotMeta, build_snapshot, read_snapshot
+from eir.store_schema import StoreError
 
 # Counts in the order an operator reads them; any other count in the file is listed after these.
 _COUNT_ORDER = (
@@ -81,6 +85,34 @@ def build(registry: tuple[Path, ...], out: Path, skip_invalid: bool) -> None:
 
 
 @snapshot.command()
+@click.option("--state", "state", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="State database whose registry-change journal is applied (the service may be running).")
+@click.option("--snapshot", "snap", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The snapshot the service serves (or any snapshot exported from this state).")
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Snapshot file to write (replaced atomically).")
+def export(state: Path, snap: Path, out: Path) -> None:
+    """Write a snapshot that includes the control plane's journaled changes.
+
+    Its meta records the journal and the last change it includes, so serving it with the same state
+    replays only the newer changes.
+    """
+    try:
+        meta, report = export_snapshot(snap, state, out)
+    except (SnapshotError, StoreError, JournalMismatch) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
+    except OSError as exc:
+        click.echo(f"error: cannot write {out}: {exc.strerror or exc}", err=True)
+        raise SystemExit(1) from None
+    click.echo(
+        f"wrote {out} ({meta.size:,} bytes, sha256 {meta.checksum[:16]}...): {report.applied:,} journaled "
+        f"change(s) applied ({report.skipped:,} mutation(s) no longer applicable), journal watermark "
+        f"{meta.journal_seq}"
+    )
+
+
+@snapshot.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def inspect(path: Path, as_json: bool) -> None:
@@ -96,7 +128,7 @@ def inspect(path: Path, as_json: bool) -> None:
             "path": str(path), "format_version": meta.format_version, "created": meta.created,
             "created_iso": _iso(meta.created), "checksum_sha256": meta.checksum, "size": meta.size,
             "generator": meta.generator, "sources": list(meta.sources), "skipped_records": meta.skipped,
-            "counts": counts,
+            "journal": {"id": meta.journal_id, "seq": meta.journal_seq}, "counts": counts,
         }  # fmt: skip
         click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
         return
@@ -110,6 +142,8 @@ def inspect(path: Path, as_json: bool) -> None:
     click.echo(f"sources         {', '.join(meta.sources)}")
     if meta.skipped:
         click.echo(f"skipped         {meta.skipped} invalid record(s) at build")
+    if meta.journal_seq:
+        click.echo(f"journal         changes 1..{meta.journal_seq} of journal {meta.journal_id} included")
     click.echo("counts")
     for name, value in counts.items():
         click.echo(f"  {name:<{width}}  {value:>12,}")
