@@ -13,6 +13,7 @@ def main() -> None:
 
 def _register() -> None:
     # Subcommands live in their own modules; registering them here keeps `eir --help` complete.
+    from eir.cli.admin import admin
     from eir.cli.demo import demo_data
     from eir.cli.events import events
     from eir.cli.quickstart import demo
@@ -20,7 +21,7 @@ def _register() -> None:
     from eir.cli.serve import serve
     from eir.cli.snapshot import snapshot
 
-    for cmd in (demo, snapshot, replay_cmd, check_cmd, serve, events, demo_data):
+    for cmd in (demo, snapshot, replay_cmd, check_cmd, serve, events, demo_data, admin):
         main.add_command(cmd)
 
 
