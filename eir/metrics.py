@@ -25,6 +25,7 @@ LATENCY_BUCKETS: Final = (
 #: (transport, method) pairs whose latency is recorded.
 ENDPOINTS: Final = (
     ("rpc", "check"), ("rpc", "check_batch"), ("http", "equipment_status"), ("http", "check"),
+    ("http", "registry"),
 )  # fmt: skip
 
 

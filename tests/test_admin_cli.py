@@ -1,8 +1,13 @@
-"""``eir admin``: the registry control plane's command line, against a service in this process."""
+"""``eir admin``: the control plane's command line, against a service in this process and a real `eir serve`."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +20,21 @@ from eir.cli import main
 from eir.cli.admin import build_request
 from eir.service import Service
 from eir.transports.registry_edge import BY_NAME, OPERATIONS
-from tests.svc_fixtures import OTHER, OWNED, OWNER, build, close_all, make_config, registry, start
+from tests.svc_fixtures import (
+    CLONED,
+    DEFAULT_RULES,
+    OTHER,
+    OWNED,
+    OWNER,
+    OWNER2,
+    UNOWNED,
+    build,
+    close_all,
+    make_config,
+    registry,
+    start,
+)
+from tests.test_serve_cli import Serve
 
 TOKEN = "cli-s3cret-token"
 
@@ -91,3 +110,122 @@ async def test_refusals_exit_1_and_print_the_answer(service: Service) -> None:
     assert r.exit_code == 1 and orjson.loads(r.output)["error"] == "unauthorized"
     r = await arun([*base(service), "imei-status", "--imei", OWNED, "--requester", "abc"])
     assert r.exit_code == 1 and orjson.loads(r.output)["error"] == "invalid_msisdn"
+
+
+# --- against a real `eir serve` process, end to end ------------------------------------------------------
+
+CODE_KEY = "e2e-code-key-fedcba9876543210"
+CODE = "731546"
+CODED = "35693803564384"  # unowned, sold with the activation code CODE
+
+
+def _admin(port: int, *args: str, token: str = TOKEN, stdin: str | None = None) -> tuple[int, Any, str]:
+    """``eir admin`` as its own process: (exit status, JSON answer or None, stderr)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("EIR_ADMIN_TOKEN", "EIR_CODE_KEY")}
+    p = subprocess.run([sys.executable, "-m", "eir", "admin", "--url", f"http://127.0.0.1:{port}", *args],
+                       input=stdin, capture_output=True, text=True, timeout=60, env={**env, "EIR_ADMIN_TOKEN": token})
+    return p.returncode, orjson.loads(p.stdout) if p.stdout.strip() else None, p.stderr
+
+
+def _attach(port: int, imei: str, msisdn: str) -> tuple[str, str]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/check", method="POST",
+                                 data=orjson.dumps({"imei": imei, "msisdn": msisdn}),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        doc = orjson.loads(r.read())
+    return doc["verdict"], doc["reason"]
+
+
+def _serve(snap: Path, db: Path) -> tuple[Serve, int]:
+    s = Serve("--snapshot", str(snap), "--rules", str(DEFAULT_RULES), "--state", str(db), "--rpc", "off",
+              "--http", "127.0.0.1:0", env={"EIR_ADMIN_TOKEN": TOKEN, "EIR_CODE_KEY": CODE_KEY})
+    port = s.port("http")
+    s.wait_for(lambda d: d["msg"] == "bundle loaded")
+    return s, port
+
+
+@pytest.mark.slow
+def test_end_to_end_activation_over_http_survives_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Activate with `eir admin` against `eir serve` (SQLite state): the next attach is ALLOW OWNER, and
+    still is after kill -9 and a restart on the same snapshot (the change comes back from the journal)."""
+    monkeypatch.setenv("EIR_CODE_KEY", CODE_KEY)  # the snapshot stores only the code's keyed hash
+    snap = build(tmp_path, "reg", [*registry(), {"type": "device", "imeis": [CODED], "activation_code": CODE}])
+    assert CODE.encode() not in snap.read_bytes()
+    db = tmp_path / "state.db"
+    s, port = _serve(snap, db)
+    try:
+        assert _attach(port, CODED, OWNER) == ("WARN", "ACTIVATION_GRACE")
+        rc, doc, _ = _admin(port, "activate", "--imei", CODED, "--msisdn", OWNER, stdin="123456\n")
+        assert (rc, doc["error"]) == (1, "wrong_code")
+        rc, doc, _ = _admin(port, "activate", "--imei", CODED, "--msisdn", OWNER, token="not-the-token",
+                            stdin=CODE + "\n")
+        assert (rc, doc["error"]) == (1, "unauthorized")
+        rc, doc, err = _admin(port, "activate", "--imei", CODED, "--msisdn", OWNER, stdin=CODE + "\n")
+        assert rc == 0 and doc["result"] == "activated", (doc, err)
+        assert _attach(port, CODED, OWNER) == ("ALLOW", "OWNER")
+        assert _attach(port, CODED, OTHER) == ("ALLOW", "REGISTERED")
+        rc, doc, _ = _admin(port, "authenticity", "--imei", CODED)
+        assert rc == 0 and doc["status"] == "legal" and OWNER[1:] not in orjson.dumps(doc).decode()
+    finally:
+        s.proc.kill()  # kill -9: the acknowledged activation must already be durable
+        s.finish()
+    s2, port = _serve(snap, db)
+    try:
+        assert _attach(port, CODED, OWNER) == ("ALLOW", "OWNER")
+        rc, doc, _ = _admin(port, "activate", "--imei", CODED, "--msisdn", OWNER, stdin=CODE + "\n")
+        assert (rc, doc["error"]) == (1, "already_activated")  # one-time code, even across the restart
+        s2.proc.send_signal(signal.SIGTERM)
+        assert s2.finish() == 0
+    finally:
+        if s2.proc.poll() is None:
+            s2.proc.kill()
+            s2.finish()
+    assert _admin(port, "unblock", "--imei", OWNED)[0] == 2  # the service is gone: connection error
+    for line in s.lines + s2.lines:
+        assert TOKEN not in line and CODE not in line and CODE_KEY not in line
+
+
+@pytest.mark.slow
+def test_cli_operations_against_a_served_registry(tmp_path: Path) -> None:
+    """A tour of the subcommands on a served registry (memory state): answers and exit statuses."""
+    snap = build(tmp_path, "reg", registry())
+    s = Serve("--snapshot", str(snap), "--rules", str(DEFAULT_RULES), "--state", "memory", "--rpc", "off",
+              "--http", "127.0.0.1:0", env={"EIR_ADMIN_TOKEN": TOKEN})
+    try:
+        port = s.port("http")
+        s.wait_for(lambda d: d["msg"] == "bundle loaded")
+        rc, doc, _ = _admin(port, "operator-sim", "add", "--imei", CLONED, "--owner", OWNER2, "--slot", "1",
+                            "--msisdn", OTHER)
+        assert rc == 0 and doc["result"] == "operator_sim_added"
+        assert _attach(port, CLONED, OTHER) == ("ALLOW", "OPERATOR_SIM")
+        rc, doc, _ = _admin(port, "operator-sim", "remove", "--imei", CLONED, "--owner", OWNER2, "--slot", "1",
+                            "--msisdn", OTHER)
+        assert rc == 0 and doc["result"] == "operator_sim_removed"
+        rc, doc, _ = _admin(port, "block", "--imei", OWNED, "--reason", "stolen")
+        assert rc == 0 and doc["result"] == "blocked"
+        assert _attach(port, OWNED, OWNER) == ("DENY", "BLACKLISTED")
+        rc, doc, _ = _admin(port, "unblock", "--imei", OWNED)
+        assert rc == 0 and doc["result"] == "unblocked"
+        rc, doc, _ = _admin(port, "clone-flag", "--imei", OWNED, "--cloned", "true")
+        assert rc == 0 and doc["result"] == "clone_flag_set"
+        rc, doc, _ = _admin(port, "transfer", "--imei", UNOWNED, "--owner", OWNER, "--buyer", OTHER)
+        assert (rc, doc["error"]) == (1, "not_owner")
+        rc, doc, _ = _admin(port, "imei-correction", "--requester", OWNER, "--registered-imeis", OWNED,
+                            "--observed-imeis", f"{OWNED},garbage")
+        assert (rc, doc["error"]) == (1, "incorrect_imei_observed")
+        rc, doc, _ = _admin(port, "imei-status", "--imei", UNOWNED, "--requester", OTHER)
+        assert (rc, doc["error"]) == (1, "not_seen_with_requester")
+        rc, doc, _ = _admin(port, "claim", "--imei", UNOWNED, "--msisdn", OTHER)
+        assert (rc, doc["error"]) == (1, "not_pre_registry_user")
+        rc, doc, _ = _admin(port, "recover", "--imei", OWNED, "--old-msisdn", OWNER, "--new-msisdn", OTHER)
+        assert (rc, doc["error"]) == (1, "not_expired")
+        rc, doc, _ = _admin(port, "repair", "--owner", OWNER, "--old-imei", OWNED, "--new-imei", UNOWNED)
+        assert (rc, doc["error"]) == (1, "imei_in_use")
+        rc, doc, err = _admin(port, "activate", "--imei", UNOWNED, "--msisdn", OWNER, "--code", "482913")
+        assert (rc, doc) == (2, None) and "code_key_missing" in err  # served without EIR_CODE_KEY
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.finish() == 0
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.finish()

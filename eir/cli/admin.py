@@ -132,8 +132,8 @@ def _command(op: Operation, name: str) -> click.Command:
                 kw[f.name] = _read_code()
         status, doc = call(op, base_url, token, kw, timeout)
         if status >= 500:
-            error = doc.get("error", "") if isinstance(doc, dict) else ""
-            raise Failure(f"the service could not answer ({status} {error}): retry later")
+            why = f"{doc.get('error', '')}: {doc.get('message', '')}" if isinstance(doc, dict) else ""
+            raise Failure(f"the service could not do it ({status} {why})")
         click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
         if status >= 400:
             sys.exit(EXIT_REFUSED)

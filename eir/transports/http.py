@@ -1,7 +1,8 @@
 """HTTP transport (aiohttp): 3GPP TS 29.511 N5g-eir, the JSON decision API, health, metrics, admin.
 
 Routes: ``GET /n5g-eir-eic/v1/equipment-status`` (N5g-eir), ``POST /v1/check`` (full decisions),
-``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``GET /openapi.json``, ``POST /v1/admin/reload``.
+``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``GET /openapi.json``, ``POST /v1/admin/reload``,
+and the registry control plane ``/v1/registry/*`` (:mod:`eir.transports.registry_http`).
 Errors are ``application/problem+json`` (TS 29.571 ProblemDetails with a TS 29.500 ``cause``); handlers
 return them, they never raise HTTP exceptions. HTTP/2 (h2c, prior knowledge) is served by the nginx
 front-end of ``deploy/`` (docs/service.md).
@@ -30,6 +31,7 @@ from eir.store_schema import StoreError
 from eir.transports.auth import CHALLENGE, DISABLED, bearer_refusal
 from eir.transports.events_http import EventFeed, add_event_routes
 from eir.transports.openapi import openapi_document
+from eir.transports.registry_http import add_registry_routes
 
 if TYPE_CHECKING:
     from eir.service import Service
@@ -246,6 +248,7 @@ def make_app(service: Service) -> web.Application:
     app.router.add_get("/metrics", api.metrics_text)
     app.router.add_get("/openapi.json", api.openapi)
     app.router.add_post("/v1/admin/reload", api.admin_reload)
+    add_registry_routes(app, service)  # the control plane (issue 5), behind the same token
     store = service.durable
     if hasattr(store, "read_events") and hasattr(store, "wait_for_events"):
         # The durable store serves its committed outbox (the SMS gateway's feed), behind the admin token.

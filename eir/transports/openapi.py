@@ -5,6 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from eir.model import Reason, Verdict
+from eir.transports.registry_edge import (
+    EDGE_ERRORS,
+    MAX_IMEIS,
+    MAX_REASON_CHARS,
+    OPERATIONS,
+    STATUS,
+    Field,
+    Kind,
+    Operation,
+)
 
 
 def _problem_ref(desc: str) -> dict[str, Any]:
@@ -21,6 +31,72 @@ def _query_param(name: str, required: bool, desc: str, pattern: str | None = Non
     if pattern:
         schema["pattern"] = pattern
     return {"name": name, "in": "query", "required": required, "description": desc, "schema": schema}
+
+
+_REGISTRY_ERROR = {
+    "type": "object", "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string", "description": "the refusal code (docs/control-plane.md)"},
+        "message": {"type": "string", "description": "English text; never a number, code or token"},
+        "field": {"type": "string", "description": "the request field at fault (request errors only)"},
+    },
+}  # fmt: skip
+_IMEI_PATTERN = "^(imei-|imeisv-)?[0-9]{14,16}$"
+_FIELD_SCHEMAS: dict[Kind, dict[str, Any]] = {
+    Kind.IMEI: {"type": "string", "pattern": _IMEI_PATTERN},
+    Kind.IMEI_OR_MALFORMED: {"type": "string"},
+    Kind.MSISDN: {"type": "string", "maxLength": 64, "example": "09121234567"},
+    Kind.CODE: {"type": "string", "pattern": "^[1-9][0-9]{5}$", "format": "password"},
+    Kind.SLOT: {"type": "integer", "minimum": 1, "maximum": MAX_IMEIS},
+    Kind.IMEIS: {"type": "array", "minItems": 1, "maxItems": MAX_IMEIS,
+                 "items": {"type": "string", "pattern": _IMEI_PATTERN}},
+    Kind.OBSERVED_IMEIS: {"type": "array", "minItems": 1, "maxItems": MAX_IMEIS, "items": {"type": "string"}},
+    Kind.FLAG: {"type": "boolean"},
+    Kind.REASON: {"type": "string", "minLength": 1, "maxLength": MAX_REASON_CHARS},
+}  # fmt: skip
+
+
+def _field_schema(f: Field) -> dict[str, Any]:
+    out = {**_FIELD_SCHEMAS[f.kind], "description": f.help}
+    if not f.required:
+        out["default"] = f.default
+    return out
+
+
+def _registry_operation(op: Operation) -> dict[str, Any]:
+    """One control-plane operation: parameters/body from its fields, one response per refusal status."""
+    by_status: dict[int, list[str]] = {400: [c for c in EDGE_ERRORS if c != "body_too_large"],
+                                       401: ["unauthorized"], 403: ["admin_disabled"],
+                                       503: ["not_ready", "state_unavailable"]}
+    if op.has_body:
+        by_status[413] = ["body_too_large"]
+    for code in op.refusals:
+        by_status.setdefault(STATUS[code], []).append(code)
+    err = {"$ref": "#/components/schemas/RegistryError"}
+    responses: dict[str, Any] = {"200": _json({"$ref": "#/components/schemas/RegistryResult"},
+                                              "done: what changed (or the inquiry's answer)")}
+    for status in sorted(by_status):
+        responses[str(status)] = _json(err, " / ".join(by_status[status]))
+    doc: dict[str, Any] = {
+        "operationId": "Registry" + op.call.title().replace("_", ""), "tags": ["registry"], "summary": op.summary,
+        "security": [{"bearer": []}], "responses": responses,
+        "parameters": [{"name": f.name, "in": f.where, "required": True, "description": f.help,
+                        "schema": _FIELD_SCHEMAS[f.kind]} for f in op.fields if f.where != "body"],
+    }  # fmt: skip
+    body = [f for f in op.fields if f.where == "body"]
+    if body:
+        doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False, "required": [f.name for f in body if f.required],
+            "properties": {f.name: _field_schema(f) for f in body}}}}}
+    return doc
+
+
+def registry_paths() -> dict[str, dict[str, Any]]:
+    """The ``/v1/registry/*`` paths (eir.transports.registry_http), built from the operations table."""
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = _registry_operation(op)
+    return paths
 
 
 def openapi_document() -> dict[str, Any]:
@@ -64,7 +140,7 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {"title": "EIR decision engine", "version": "1",
                  "description": "3GPP TS 29.511 N5g-eir equipment identity check, the full-decision JSON API, "
-                                "health, readiness, metrics and admin."},
+                                "health, readiness, metrics, admin and the registry control plane."},
         "paths": {
             "/n5g-eir-eic/v1/equipment-status": {"get": {
                 "operationId": "GetEquipmentStatus", "tags": ["N5g-eir"],
@@ -127,9 +203,13 @@ def openapi_document() -> dict[str, Any]:
                     "422": _problem_ref("RELOAD_FAILED: checksum, format or rule error; the old bundle serves"),
                 },
             }},
+            **registry_paths(),
         },
         "components": {
-            "schemas": {"ProblemDetails": problem, "CheckQuery": check_query, "Decision": decision},
+            "schemas": {"ProblemDetails": problem, "CheckQuery": check_query, "Decision": decision,
+                        "RegistryError": _REGISTRY_ERROR,
+                        "RegistryResult": {"type": "object", "additionalProperties": True,
+                                           "description": "the backend's answer (docs/control-plane.md)"}},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

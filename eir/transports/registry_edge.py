@@ -39,7 +39,8 @@ EDGE_ERRORS: Final = ("invalid_json", "unknown_field", "missing_field", "invalid
 #: 403: the number is not entitled (not the owner, not the previous owner, not a pre-registry user, not
 #: seen with the device, wrong code); 429: wrong codes exhausted; 422: the request's content is unusable
 #: for this device (code format, a malformed observed IMEI, a slot the device does not have, a number the
-#: registry does not know); 409: the registry's state forbids it now (every other outcome).
+#: registry does not know); 409: the registry's state forbids it now (every other outcome); 503: the
+#: service is not configured for it (no EIR_CODE_KEY: codes can be neither checked nor issued).
 STATUS: Final[dict[str, int]] = {
     "unknown_device": 404, "unregistered": 404,
     "not_owner": 403, "wrong_previous_number": 403, "not_pre_registry_user": 403, "wrong_code": 403,
@@ -49,7 +50,8 @@ STATUS: Final[dict[str, int]] = {
     "already_owned": 409, "already_activated": 409, "device_blocked": 409, "not_eligible": 409,
     "not_expired": 409, "model_mismatch": 409, "imei_in_use": 409, "illegal_device": 409,
     "full_change_not_allowed": 409, "target_owned_by_other": 409, "not_seen_on_all_slots": 409,
-    "owned": 409, "abused": 409,
+    "owned": 409, "abused": 409, "slot_in_use": 409, "no_operator_sim": 409,
+    "code_key_missing": 503,
 }  # fmt: skip
 #: A code missing from :data:`STATUS` (a newer backend) is still a refusal: 409, and a warning in the log.
 DEFAULT_STATUS: Final = 409
@@ -117,33 +119,33 @@ OPERATIONS: Final = (
         _f("code", Kind.CODE, "the 6-digit activation code")),
         "Activate a device with its one-time code: the number becomes the owner (seed 001).",
         ("invalid_code_format", "unknown_device", "device_blocked", "wrong_code", "too_many_attempts",
-         "already_owned", "already_activated")),
+         "already_owned", "already_activated", "code_key_missing")),
     Operation("transfer", "POST", f"{PREFIX}/transfer", "transfer", (
         _IMEI, _f("owner", Kind.MSISDN, "the current owner (seller)"),
         _f("buyer", Kind.MSISDN, "the buyer: gets a new one-time code by SMS")),
         "Start a sale: the buyer gets a new activation code; the seller owns until the buyer activates.",
-        ("unknown_device", "not_owner", "device_blocked")),
+        ("unknown_device", "not_owner", "device_blocked", "already_activated", "code_key_missing")),
     Operation("operator-sim add", "POST", f"{PREFIX}/operator-sim", "add_operator_sim", (
         _IMEI, _f("owner", Kind.MSISDN, "the owner of the device"),
         _f("slot", Kind.SLOT, "the SIM slot (1-4) of the operator SIM"),
         _f("msisdn", Kind.MSISDN, "the operator SIM's number")),
         "Define an operator SIM for a slot of a cloned device (seed 000).",
-        ("unknown_device", "not_owner", "not_eligible", "invalid_slot")),
+        ("unknown_device", "device_blocked", "not_owner", "not_eligible", "invalid_slot", "slot_in_use")),
     Operation("operator-sim remove", "DELETE", f"{PREFIX}/operator-sim", "remove_operator_sim", (
         _IMEI, _f("owner", Kind.MSISDN, "the owner of the device"),
         _f("slot", Kind.SLOT, "the SIM slot (1-4) of the operator SIM"),
         _f("msisdn", Kind.MSISDN, "the operator SIM's number")),
         "Remove an operator SIM (seed 000).",
-        ("unknown_device", "not_owner", "not_eligible", "invalid_slot")),
+        ("unknown_device", "not_owner", "invalid_slot", "no_operator_sim")),
     Operation("claim", "POST", f"{PREFIX}/claim", "claim", (
         _IMEI, _f("msisdn", Kind.MSISDN, "a pre-registry user of the device")),
         "Add a pre-registry device: one of its pre-registry users becomes the owner.",
-        ("unknown_device", "not_pre_registry_user", "already_owned", "already_activated")),
+        ("unknown_device", "device_blocked", "not_pre_registry_user", "already_activated", "already_owned")),
     Operation("recover", "POST", f"{PREFIX}/recover", "recover", (
         _IMEI, _f("old_msisdn", Kind.MSISDN, "the owner's expired or reassigned number"),
         _f("new_msisdn", Kind.MSISDN, "the owner's new number")),
         "Move ownership from an expired or reassigned number to the owner's new number (seed 002).",
-        ("unknown_device", "wrong_previous_number", "not_expired", "unknown_subscriber")),
+        ("unknown_device", "device_blocked", "wrong_previous_number", "not_expired", "unknown_subscriber")),
     Operation("imei-correction", "POST", f"{PREFIX}/imei-correction", "imei_correction", (
         _f("requester", Kind.MSISDN, "the owner filing the ticket"),
         _f("registered_imeis", Kind.IMEIS, "the device's IMEIs as registered (slot order)"),
@@ -158,11 +160,10 @@ OPERATIONS: Final = (
         _f("old_imei", Kind.IMEI, "the IMEI before the repair"),
         _f("new_imei", Kind.IMEI, "the IMEI after the repair (same model, free)")),
         "Register a repaired device's new IMEI.",
-        ("unknown_device", "not_owner", "model_mismatch", "imei_in_use")),
+        ("unknown_device", "device_blocked", "not_owner", "model_mismatch", "imei_in_use")),
     Operation("block", "POST", f"{PREFIX}/block", "block", (
         _IMEI, _f("reason", Kind.REASON, "why (stolen, lost, court_order, ...)")),
-        "Block a device (stolen / lost report).",
-        ("unknown_device",)),
+        "Block a device (stolen / lost report); an unregistered IMEI is put on the block list."),
     Operation("unblock", "POST", f"{PREFIX}/unblock", "unblock", (_IMEI,), "Lift a device's block.",
               ("unknown_device",)),
     Operation("clone-flag", "POST", f"{PREFIX}/clone-flag", "clone_flag", (
@@ -177,7 +178,7 @@ OPERATIONS: Final = (
         _f("imei", Kind.IMEI, "the IMEI", where="path"),
         _f("requester", Kind.MSISDN, "the number asking (seen with every IMEI of the device)", where="query")),
         "Previous users of a device bought without a transfer (seed 003), most recent first.",
-        ("unknown_device", "not_seen_with_requester", "owned", "abused")),
+        ("unknown_device", "device_blocked", "not_seen_with_requester", "owned", "abused")),
 )
 BY_NAME: Final = {op.name: op for op in OPERATIONS}
 
