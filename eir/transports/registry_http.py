@@ -122,7 +122,9 @@ class RegistryRoutes:
             # The change was not journaled, so it was not applied either: the caller may retry.
             return self._refuse(op, 503, "state_unavailable", "the change could not be made durable; nothing changed")
         svc.metrics.latency[("http", "registry")].observe(perf_counter() - started)
-        log.info("registry operation", extra=fields(op=op.name, result=str(result.get("result", "ok"))))
+        # A change is logged by the backend once it is durable; the transport logs only the reads.
+        log.log(logging.DEBUG if op.has_body else logging.INFO, "registry operation",
+                extra=fields(op=op.name, result=str(result.get("result", "ok"))))
         return web.Response(body=orjson.dumps(result), content_type=JSON, headers={"Cache-Control": "no-store"})
 
 

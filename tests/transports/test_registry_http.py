@@ -423,3 +423,14 @@ def test_every_backend_code_has_a_status() -> None:
     assert codes <= set(STATUS), sorted(codes - set(STATUS))
     for op in OPERATIONS:
         assert set(op.refusals) <= codes, op.name
+
+
+def test_every_operation_calls_a_backend_method_with_its_fields() -> None:
+    import inspect
+
+    from eir.control import Control
+
+    for op in OPERATIONS:
+        params = inspect.signature(getattr(Control, op.call)).parameters
+        assert [p for p in params if p != "self"] == [f.name for f in op.fields], op.name
+        assert inspect.iscoroutinefunction(getattr(Control, op.call)), op.name
