@@ -39,7 +39,7 @@ def test_demo_serves_what_it_prints(tmp_path: Path) -> None:
         srv.proc.send_signal(signal.SIGTERM)
     assert srv.finish() == 0
     assert (work / "registry.eirsnap").is_file() and state.is_file()
-    assert "import socket, msgpack" in printed and "eir replay" in printed
+    assert "import socket, msgpack" in printed and "eir replay" in printed and "eir admin" in printed
 
 
 def test_demo_without_rules_says_how_to_fix_it(tmp_path: Path) -> None:

@@ -31,6 +31,11 @@ msgpack RPC (python3 with msgpack installed, e.g. .venv/bin/python):
   u = msgpack.Unpacker(); u.feed(s.recv(65536))
   print(next(u))   # [1, 1, None, {{'verdict': ..., 'status': ..., 'reason': ..., 'deadline': ...}}]
 
+Registry control plane (the service needs EIR_ADMIN_TOKEN in its environment: EIR_ADMIN_TOKEN=... make demo):
+  EIR_ADMIN_TOKEN=... .venv/bin/eir admin --url http://{http} authenticity --imei {imei}
+  EIR_ADMIN_TOKEN=... .venv/bin/eir admin --url http://{http} block --imei {imei} --reason stolen
+  (every operation: .venv/bin/eir admin --help; docs/control-plane.md)
+
 Replay the demo attach log:  .venv/bin/eir replay {attaches} --snapshot {snapshot} --rules {rules}
 Stop with Ctrl-C (SIGINT/SIGTERM drain in-flight requests and flush the state).
 """
