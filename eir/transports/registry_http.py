@@ -8,7 +8,7 @@ Answers are ``application/json``: on success the dict the backend returns (what 
 ``{"error": code, "message": text}`` (plus ``"field"`` for a request error) with the status of
 :data:`~eir.transports.registry_edge.STATUS` for the backend's codes, 400/413 for the edge's, 401/403 for
 the token, 503 ``not_ready`` while the backend is not up and ``state_unavailable`` when the journal could
-not commit (nothing changed).
+not be committed (the change is live, the store retries the commit).
 The backend's refusals are domain errors (:class:`~eir.control.ControlError`); only this module turns
 them into HTTP. Logs name the operation and the result code, never a number, a code or a token.
 """
@@ -119,8 +119,10 @@ class RegistryRoutes:
                 status = DEFAULT_STATUS
             return self._refuse(op, status, e.code, e.message)
         except StoreError:
-            # The change was not journaled, so it was not applied either: the caller may retry.
-            return self._refuse(op, 503, "state_unavailable", "the change could not be made durable; nothing changed")
+            # The backend applied the change live and queued its journal entry; the commit failed and the
+            # store retries it. The caller must not take it as done (it is not durable yet) nor as refused.
+            return self._refuse(op, 503, "state_unavailable", "the change is live but not confirmed durable yet (the "
+                                "state store failed to commit; it retries): check the device before repeating")
         svc.metrics.latency[("http", "registry")].observe(perf_counter() - started)
         # A change is logged by the backend once it is durable; the transport logs only the reads.
         log.log(logging.DEBUG if op.has_body else logging.INFO, "registry operation",
