@@ -144,6 +144,19 @@ def _serve(snap: Path, db: Path) -> tuple[Serve, int]:
     return s, port
 
 
+def _stop(s: Serve) -> None:
+    """SIGTERM and a clean exit (kill -9 only if it does not stop)."""
+    if s.proc.poll() is not None:
+        return
+    s.proc.send_signal(signal.SIGTERM)
+    try:
+        assert s.finish() == 0
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.finish()
+
+
 @pytest.mark.slow
 def test_end_to_end_activation_over_http_survives_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Activate with `eir admin` against `eir serve` (SQLite state): the next attach is ALLOW OWNER, and
@@ -174,12 +187,8 @@ def test_end_to_end_activation_over_http_survives_a_crash(tmp_path: Path, monkey
         assert _attach(port, CODED, OWNER) == ("ALLOW", "OWNER")
         rc, doc, _ = _admin(port, "activate", "--imei", CODED, "--msisdn", OWNER, stdin=CODE + "\n")
         assert (rc, doc["error"]) == (1, "already_activated")  # one-time code, even across the restart
-        s2.proc.send_signal(signal.SIGTERM)
-        assert s2.finish() == 0
     finally:
-        if s2.proc.poll() is None:
-            s2.proc.kill()
-            s2.finish()
+        _stop(s2)
     assert _admin(port, "unblock", "--imei", OWNED)[0] == 2  # the service is gone: connection error
     for line in s.lines + s2.lines:
         assert TOKEN not in line and CODE not in line and CODE_KEY not in line
@@ -223,9 +232,5 @@ def test_cli_operations_against_a_served_registry(tmp_path: Path) -> None:
         assert (rc, doc["error"]) == (1, "imei_in_use")
         rc, doc, err = _admin(port, "activate", "--imei", UNOWNED, "--msisdn", OWNER, "--code", "482913")
         assert (rc, doc) == (2, None) and "code_key_missing" in err  # served without EIR_CODE_KEY
-        s.proc.send_signal(signal.SIGTERM)
-        assert s.finish() == 0
     finally:
-        if s.proc.poll() is None:
-            s.proc.kill()
-            s.finish()
+        _stop(s)

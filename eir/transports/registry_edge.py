@@ -113,6 +113,9 @@ def _f(name: str, kind: Kind, help: str, **kw: Any) -> Field:
 
 
 _IMEI = _f("imei", Kind.IMEI, "IMEI of the device (14-16 digits)")
+_SIM = (_IMEI, _f("owner", Kind.MSISDN, "the owner of the device"),
+        _f("slot", Kind.SLOT, "the SIM slot (1-4) of the operator SIM"),
+        _f("msisdn", Kind.MSISDN, "the operator SIM's number"))  # add and remove take the same fields
 OPERATIONS: Final = (
     Operation("activate", "POST", f"{PREFIX}/activate", "activate", (
         _IMEI, _f("msisdn", Kind.MSISDN, "the number that activates (becomes the owner)"),
@@ -125,16 +128,10 @@ OPERATIONS: Final = (
         _f("buyer", Kind.MSISDN, "the buyer: gets a new one-time code by SMS")),
         "Start a sale: the buyer gets a new activation code; the seller owns until the buyer activates.",
         ("unknown_device", "not_owner", "device_blocked", "already_activated", "code_key_missing")),
-    Operation("operator-sim add", "POST", f"{PREFIX}/operator-sim", "add_operator_sim", (
-        _IMEI, _f("owner", Kind.MSISDN, "the owner of the device"),
-        _f("slot", Kind.SLOT, "the SIM slot (1-4) of the operator SIM"),
-        _f("msisdn", Kind.MSISDN, "the operator SIM's number")),
+    Operation("operator-sim add", "POST", f"{PREFIX}/operator-sim", "add_operator_sim", _SIM,
         "Define an operator SIM for a slot of a cloned device (seed 000).",
         ("unknown_device", "device_blocked", "not_owner", "not_eligible", "invalid_slot", "slot_in_use")),
-    Operation("operator-sim remove", "DELETE", f"{PREFIX}/operator-sim", "remove_operator_sim", (
-        _IMEI, _f("owner", Kind.MSISDN, "the owner of the device"),
-        _f("slot", Kind.SLOT, "the SIM slot (1-4) of the operator SIM"),
-        _f("msisdn", Kind.MSISDN, "the operator SIM's number")),
+    Operation("operator-sim remove", "DELETE", f"{PREFIX}/operator-sim", "remove_operator_sim", _SIM,
         "Remove an operator SIM (seed 000).",
         ("unknown_device", "not_owner", "invalid_slot", "no_operator_sim")),
     Operation("claim", "POST", f"{PREFIX}/claim", "claim", (

@@ -166,10 +166,8 @@ async def test_refusals_log_the_operation_and_code_only(svc: Service, caplog: py
 
 @pytest.fixture
 async def client(svc: Service) -> AsyncIterator[TestClient[Any, Any]]:
-    c: TestClient[Any, Any] = TestClient(TestServer(make_app(svc)))
-    await c.start_server()
-    yield c
-    await c.close()
+    async with TestClient(TestServer(make_app(svc))) as c:
+        yield c
 
 
 async def test_routes_are_mounted_with_their_methods(client: TestClient[Any, Any]) -> None:
@@ -241,10 +239,8 @@ async def live_svc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Service:
 
 @pytest.fixture
 async def live(live_svc: Service) -> AsyncIterator[TestClient[Any, Any]]:
-    c: TestClient[Any, Any] = TestClient(TestServer(make_app(live_svc)))
-    await c.start_server()
-    yield c
-    await c.close()
+    async with TestClient(TestServer(make_app(live_svc))) as c:
+        yield c
 
 
 async def post(c: TestClient[Any, Any], name: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
