@@ -259,6 +259,11 @@ async def test_nginx_h2c_front_end(tmp_path: Path, snapshot: Path, unused_tcp_po
                            f"{base}{EIC}?pei=bogus")
         problem, status = body.splitlines()
         assert status == "2 400" and '"cause":"MANDATORY_QUERY_PARAM_INCORRECT"' in problem
+        # The control plane passes its own location (localhost only), and refuses without a token.
+        body = await _curl(curl, "-s", "--http2-prior-knowledge", "-w", "\n%{http_version} %{http_code}",
+                           f"{base}/v1/registry/authenticity/{OWNED}")
+        refusal, status = body.splitlines()
+        assert status == "2 403" and '"error":"admin_disabled"' in refusal
     finally:
         proc.terminate()
         await proc.wait()
