@@ -22,6 +22,7 @@ from tests.svc_fixtures import (
     BLOCKED,
     CLONED,
     OTHER,
+    OTHER_E164,
     OWNED,
     OWNER,
     OWNER2,
@@ -430,3 +431,34 @@ def test_every_operation_calls_a_backend_method_with_its_fields() -> None:
         params = inspect.signature(getattr(Control, op.call)).parameters
         assert [p for p in params if p != "self"] == [f.name for f in op.fields], op.name
         assert inspect.iscoroutinefunction(getattr(Control, op.call)), op.name
+
+
+async def test_sale_over_http_with_the_code_from_the_sms_feed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seed 001's sale as the operator's systems run it: transfer, the buyer's SMS (GET /v1/events) carries
+    the one-time code, the buyer activates with it; the seller owns until then, the buyer after."""
+    import re
+    from dataclasses import replace
+
+    from tests.svc_fixtures import close_all, start
+
+    monkeypatch.setenv("EIR_CODE_KEY", CODE_KEY)
+    cfg = replace(make_config(build(tmp_path, "ctl", control_registry()), token=TOKEN), state=tmp_path / "st.db")
+    svc = await start(cfg)
+    try:
+        async with TestClient(TestServer(make_app(svc))) as c:
+            status, doc = await post(c, "transfer", {"imei": OWNED, "owner": OWNER, "buyer": OTHER})
+            assert status == 200 and doc["result"] == "transfer_started"
+            assert await attach(c, OWNED, OWNER) == ("ALLOW", "OWNER")  # the seller keeps every right
+            status, feed = await get(c, "/v1/events?after=0&limit=100")
+            sms = [e for e in feed["events"] if e["type"] == "TRANSFER_CODE_ISSUED"]
+            assert status == 200 and len(sms) == 1 and sms[0]["msisdn"] == OTHER_E164
+            code = re.findall(r"\b[1-9][0-9]{5}\b", sms[0]["text_en"])[0]
+            status, doc = await post(c, "activate", {"imei": OWNED, "msisdn": OWNER2, "code": code})
+            assert (status, doc["error"]) == (409, "already_owned")  # the code is the buyer's only
+            status, doc = await post(c, "activate", {"imei": OWNED, "msisdn": OTHER, "code": code})
+            assert status == 200 and doc["result"] == "activated" and doc["transferred"] is True
+            assert await attach(c, OWNED, OTHER) == ("ALLOW", "OWNER")
+            assert (await attach(c, OWNED, OWNER))[1] != "OWNER"
+    finally:
+        await close_all()
+        await svc.shutdown()
