@@ -288,9 +288,10 @@ class Control(ControlQueries):
             return answer
         now = self.clock()
         key = idx.device_key(dev)
-        ops: list[Op] = [["imeis", key, list(new)]]
+        ops: list[Op] = []
         if dev in idx.transfers:
             ops.append(["transfer", key, None])  # its code was bound to the old IMEIs: transfer again
+        ops.append(["imeis", key, list(new)])  # last: the key may be one of the IMEIs that move away
         self._commit("imei_correction", ops, now)
         self._moved(old, new, requester, idx, dev)
         self._event("IMEI_CORRECTED", now, new[0], requester,
@@ -324,9 +325,10 @@ class Control(ControlQueries):
         new = tuple(new_imei if c == old_imei else c for c in old)
         now = self.clock()
         key = idx.device_key(dev)
-        ops: list[Op] = [["imeis", key, list(new)], ["origin", key, "repair"]]
+        ops: list[Op] = [["origin", key, "repair"]]
         if dev in idx.transfers:
             ops.append(["transfer", key, None])
+        ops.append(["imeis", key, list(new)])  # last: the key may be the IMEI replaced
         self._commit("repair", ops, now)
         self._moved(old, new, owner, idx, dev)
         self._event("DEVICE_REPAIRED", now, new_imei, owner,

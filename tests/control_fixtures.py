@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from eir.control import Control, ControlConfig
+from eir.control_export import export_data
 from eir.engine import Bundle, Engine
 from eir.events import Event
 from eir.index import Index
@@ -125,3 +126,10 @@ class Plane:
 
     def last(self, type_: str) -> Event:
         return [e for e in self.events if e.type == type_][-1]
+
+
+def canonical(index: Index) -> dict[str, object]:
+    """Everything the control plane can change, in stable keys (for equality of two indexes)."""
+    data = export_data(index)
+    cols = {name: list(col) for name, col in data.columns.items()}
+    return {"columns": cols, "reasons": data.strings["reasons"], "transfers": data.transfers}

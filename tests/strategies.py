@@ -175,3 +175,64 @@ def registry_records(draw: st.DrawFn, max_devices: int = 6, max_subscribers: int
     for tac in draw(st.lists(st.integers(10**6, 10**8 - 1), max_size=3, unique=True)):
         records.append({"type": "tac", "tac": f"{tac:08d}", "brand": "Brand", "model": f"Model {tac}"})
     return draw(st.permutations(records))
+
+
+# --- control plane (eir.control): small registries and random operation sequences ---------------------
+
+#: IMEI cores of the control-plane properties: one TAC (repairs between them match), the last ones free.
+CONTROL_CORES = [35693803200000 + n for n in range(1, 11)]
+CONTROL_SUBSCRIBERS = [989120000001 + n for n in range(6)]  # POOL_SUBSCRIBERS in E.164
+CONTROL_CODE = "123456"
+CONTROL_KINDS = ("owned", "cloned", "code", "nocode", "pre", "blocked")
+
+
+@st.composite
+def control_registries(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Devices of every kind over the first 7 control cores (3 stay free), subscribers (one expired), a TAC."""
+    subs = [str(s) for s in CONTROL_SUBSCRIBERS]
+    records: list[dict[str, Any]] = []
+    cores = CONTROL_CORES[:7]
+    i = 0
+    while i < len(cores):
+        n = draw(st.integers(1, min(2, len(cores) - i)))
+        rec: dict[str, Any] = {"type": "device", "imeis": [f"{c:014d}" for c in cores[i : i + n]]}
+        i += n
+        kind = draw(st.sampled_from(CONTROL_KINDS))
+        if kind in ("owned", "cloned", "blocked"):
+            rec["owner"] = draw(st.sampled_from(subs))
+            rec["owner_since"] = "2025-01-01T00:00:00Z"
+        if kind == "cloned":
+            rec["cloned"] = True
+        if kind == "code":
+            rec["activation_code"] = CONTROL_CODE
+        if kind == "pre":
+            rec["origin"] = "pre_registry"
+            rec["pre_registry_users"] = draw(st.lists(st.sampled_from(subs), min_size=1, max_size=2, unique=True))
+        if kind == "blocked":
+            rec["block"] = "stolen"
+        records.append(rec)
+    expired = draw(st.sampled_from(subs))
+    for s in subs:
+        records.append({"type": "subscriber", "msisdn": s, "since": "2020-01-01T00:00:00Z", "expired": s == expired})
+    records.append({"type": "tac", "tac": "35693803", "brand": "Apple", "model": "iPhone 8"})
+    return records
+
+
+#: One step: an operation name and small ints the test interprets against the live registry
+#: (indexes into CONTROL_CORES / CONTROL_SUBSCRIBERS; for "who" arguments 0 = the device's owner).
+ControlStep = tuple[str, int, int, int, int, int]
+
+_STEP_KINDS = ("attach", "attach", "owner_attach", "owner_attach", "advance", "activate", "activate", "transfer",
+               "opsim_add", "opsim_del", "claim", "recover", "correction", "correction", "repair", "block",
+               "unblock", "clone")
+
+
+@st.composite
+def control_steps(draw: st.DrawFn, max_size: int = 40) -> list[ControlStep]:
+    """A random sequence of control operations and attaches."""
+    n_cores, n_subs = len(CONTROL_CORES), len(CONTROL_SUBSCRIBERS)
+    # "who" arguments are 0 (the owner) half of the time, so that owner-only operations get through.
+    who = st.one_of(st.just(0), st.integers(0, n_subs))
+    step = st.tuples(st.sampled_from(_STEP_KINDS), st.integers(0, n_cores - 1), who, who, st.integers(0, 3),
+                     st.integers(0, n_cores - 1))
+    return draw(st.lists(step, min_size=1, max_size=max_size))

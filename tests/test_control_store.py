@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from eir.cli import main
-from eir.control_export import export_data, export_snapshot
+from eir.control_export import export_snapshot
 from eir.control_ops import JournalMismatch, replay
 from eir.index import Index
 from eir.model import Reason
@@ -38,6 +38,7 @@ from tests.control_fixtures import (
     Plane,
     build,
     c,
+    canonical,
     registry,
 )
 from tests.svc_fixtures import FixedClock, make_config, start
@@ -47,13 +48,6 @@ from tests.svc_fixtures import FixedClock, make_config, start
 def snap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("EIR_CODE_KEY", CODE_KEY.decode())
     return build(tmp_path, registry())
-
-
-def canonical(index: Index) -> dict[str, object]:
-    """Everything the control plane can change, in stable keys (for equality of two indexes)."""
-    data = export_data(index)
-    cols = {name: list(col) for name, col in data.columns.items()}
-    return {"columns": cols, "reasons": data.strings["reasons"], "transfers": data.transfers}
 
 
 async def changes_made(plane: Plane) -> None:
