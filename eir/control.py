@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from eir.control_ops import Op, apply_op, encode_change
-from eir.control_query import ControlError, ControlQueries
+from eir.control_query import ERROR_CODES, ControlError, ControlQueries
 from eir.events import Event, iso_utc
 from eir.identifiers import MALFORMED, format_imei
 from eir.log import fields
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from eir.engine import Engine
     from eir.index import Index
 
-__all__ = ["MALFORMED", "Control", "ControlConfig", "ControlError"]
+__all__ = ["ERROR_CODES", "MALFORMED", "Control", "ControlConfig", "ControlError"]
 
 log = logging.getLogger("eir.control")
 DAY: Final = 86_400

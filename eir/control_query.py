@@ -43,10 +43,21 @@ AUTHENTICITY_TEXTS: Final[dict[str, tuple[str, str]]] = {
 }
 
 
+#: Every error code a Control operation can raise (the transports map each to an HTTP status).
+ERROR_CODES: Final = frozenset({
+    "abused", "already_activated", "already_owned", "code_key_missing", "device_blocked", "full_change_not_allowed",
+    "illegal_device", "imei_in_use", "incorrect_imei_observed", "invalid_code_format", "invalid_slot",
+    "model_mismatch", "no_operator_sim", "not_eligible", "not_expired", "not_owner", "not_pre_registry_user",
+    "not_seen_on_all_slots", "not_seen_with_requester", "owned", "slot_in_use", "target_owned_by_other",
+    "too_many_attempts", "unknown_device", "unknown_subscriber", "wrong_code", "wrong_previous_number",
+})
+
+
 class ControlError(Exception):
     """A refused registry operation. ``code`` is the issue's error code (e.g. "wrong_code")."""
 
     def __init__(self, code: str, message: str) -> None:
+        assert code in ERROR_CODES, code  # a new code must be listed (and mapped by the transports)
         super().__init__(message)
         self.code = code
         #: English, safe to show: never contains the owner's number or a code.

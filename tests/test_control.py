@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from eir.control import ControlConfig, ControlError
+from eir.control import ERROR_CODES, ControlConfig, ControlError
 from eir.identifiers import MALFORMED
 from eir.index import Index
 from eir.model import GraceKind, Reason
@@ -399,3 +399,11 @@ async def test_imei_status_lists_the_previous_users(plane: Plane) -> None:
     await refused("owned", ctl.imei_status(OWNED_1, BUYER))
     await ctl.clone_flag(UNOWNED_NOCODE, True)
     await refused("abused", ctl.imei_status(UNOWNED_NOCODE, BUYER))
+
+
+def test_error_codes_lists_every_code_raised() -> None:
+    root = Path(__file__).resolve().parent.parent / "eir"
+    raised = set()
+    for f in root.glob("control*.py"):
+        raised |= set(re.findall(r'ControlError\(\s*"([a-z_]+)"', f.read_text(encoding="utf-8")))
+    assert raised == ERROR_CODES
