@@ -42,7 +42,7 @@ EDGE_ERRORS: Final = ("invalid_json", "unknown_field", "missing_field", "invalid
 #: registry does not know); 409: the registry's state forbids it now (every other outcome); 503: the
 #: service is not configured for it (no EIR_CODE_KEY: codes can be neither checked nor issued).
 STATUS: Final[dict[str, int]] = {
-    "unknown_device": 404, "unregistered": 404,
+    "unknown_device": 404,
     "not_owner": 403, "wrong_previous_number": 403, "not_pre_registry_user": 403, "wrong_code": 403,
     "not_seen_with_requester": 403,
     "too_many_attempts": 429,
