@@ -194,3 +194,22 @@ async def test_events_hide_the_code_outside_the_sms(snap: Path, default_rules: R
     d = sms.to_dict()
     assert code.group(1) not in orjson.dumps({k: v for k, v in d.items() if not k.startswith("text_")}).decode()
     assert c(OWNED_1) == d["imei"] and d["msisdn"] == str(BUYER)
+
+
+async def test_replay_with_a_state_decides_with_its_registry_changes(snap: Path, default_rules: RuleSet,
+                                                                      tmp_path: Path) -> None:
+    """`eir replay --state DB` replays the journal onto the snapshot first, as the service does."""
+    db = tmp_path / "state.db"
+    store = await SqliteState.open(db)
+    plane = Plane(Index.from_snapshot(snap), default_rules, state=store)
+    await plane.control.activate(NEW, BUYER, CODE)
+    await store.close()
+    log = tmp_path / "a.csv"
+    log.write_text(f"time,imei,msisdn,slot\n2026-11-02T00:00:00Z,{c(NEW)},{BUYER},1\n", encoding="utf-8")
+    out = tmp_path / "d.jsonl"
+    res = CliRunner().invoke(main, ["replay", str(log), "--snapshot", str(snap), "--rules",
+                                    str(Path(__file__).resolve().parent.parent / "rules" / "default.toml"),
+                                    "--state", str(db), "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert orjson.loads(out.read_bytes().splitlines()[0])["reason"] == "OWNER"
+    assert "1 change(s) applied" in res.output

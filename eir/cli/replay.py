@@ -13,6 +13,8 @@ import click
 import orjson
 
 from eir.compare import Comparison, compare
+from eir.control_ops import JournalMismatch
+from eir.control_ops import replay as replay_journal
 from eir.engine import Bundle, Engine, EventSink
 from eir.events import Event, iso_utc
 from eir.identifiers import IdentifierError
@@ -138,6 +140,7 @@ def replay_cmd(attaches: Path, snapshot: Path, rules: Path, out: Path | None, ev
                 sinks.append(event_counter(summary))
             writer = DecisionWriter(stack.enter_context(_open_out(out))) if out is not None else None
             state = stack.enter_context(_open_state(state_db, rules_a))
+            _replay_journal(index, state)
             engine = Engine(Bundle.of(index, rules_a), state, tuple(sinks))
             bad = _BadRows(attaches, strict, max_bad_reports, summary)
             replay(parse_rows(read_rows(attaches), engine, bad), engine, summary, writer, update)
@@ -165,6 +168,16 @@ def _open_state(path: Path | None, rules: RuleSet) -> Iterator[MemoryState]:
         raise click.ClickException(str(e)) from e
     with store:
         yield store
+
+
+def _replay_journal(index: Index, state: MemoryState) -> None:
+    """A state database carries the control plane's registry changes: decide as the service would."""
+    try:
+        report = replay_journal(index, state.changes, state.journal_id)
+    except JournalMismatch as e:
+        raise click.ClickException(str(e)) from e
+    if report.applied:
+        click.echo(f"registry-change journal: {report.applied} change(s) applied to the snapshot", err=True)
 
 
 def _load_index(snapshot: Path) -> Index:
