@@ -392,7 +392,7 @@ class Control(ControlQueries):
             for i in imeis:
                 st.drop_detection(i)
                 st.clear_switchbacks(i)
-                dropped += st.drop_imei_graces(i, GraceKind.CLONE)
+                dropped += len(st.drop_imei_graces(i, GraceKind.CLONE))
         self._event("CLONE_FLAG_SET" if cloned else "CLONE_FLAG_CLEARED", now, imei, 0)
         await self._durable("clone_flag", "set" if cloned else "cleared")
         return {"result": "clone_flag_set" if cloned else "clone_flag_cleared", "imei": format_imei(imei),

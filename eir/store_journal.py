@@ -190,13 +190,12 @@ class Journal(MemoryState):
             self._changed()
         return dropped
 
-    def drop_imei_graces(self, imei: int, kind: int | None = None) -> int:
-        keys = [k for k in self.graces if k[0] == imei and (kind is None or k[2] == kind)]
-        n = super().drop_imei_graces(imei, kind)
+    def drop_imei_graces(self, imei: int, kind: int | None = None) -> list[tuple[int, int, int]]:
+        keys = super().drop_imei_graces(imei, kind)
         self._d_grace.update(keys)
-        if n and not self._dirty:
+        if keys and not self._dirty:
             self._changed()
-        return n
+        return keys
 
     def drop_activation(self, device_key: int) -> bool:
         dropped = super().drop_activation(device_key)

@@ -16,7 +16,7 @@ from eir.cli import main
 from eir.control_export import export_snapshot
 from eir.control_ops import JournalMismatch, replay
 from eir.index import Index
-from eir.model import Reason
+from eir.model import GraceKind, Reason
 from eir.rules import RuleSet
 from eir.snapshot import read_snapshot
 from eir.state import MemoryState
@@ -213,3 +213,24 @@ async def test_replay_with_a_state_decides_with_its_registry_changes(snap: Path,
     assert res.exit_code == 0, res.output
     assert orjson.loads(out.read_bytes().splitlines()[0])["reason"] == "OWNER"
     assert "1 change(s) applied" in res.output
+
+
+async def test_moot_state_is_dropped_durably(snap: Path, default_rules: RuleSet, tmp_path: Path) -> None:
+    """Clearing a clone status forgets the detection, its switch-backs and the clone graces — after a restart too."""
+    db = tmp_path / "state.db"
+    store = await SqliteState.open(db)
+    plane = Plane(Index.from_snapshot(snap), default_rules, state=store)
+    for i, who in enumerate([OWNER, OTHER, OWNER, OTHER, OWNER, OTHER]):
+        plane.attach(OWNED_1, who, t=T0 + i * 60)
+    assert OWNED_1 in store.detections and store.grace(OWNED_1, OTHER, GraceKind.CLONE) is not None
+    plane.clock.t = T0 + 600
+    answer = await plane.control.clone_flag(OWNED_1, False)
+    assert answer["detections_cleared"] is True and answer["graces_dropped"] == 1
+    await store.close()
+    again = await SqliteState.open(db)
+    try:
+        assert OWNED_1 not in again.detections and not again.graces
+        h = again.histories.get(OWNED_1)
+        assert h is None or not h.switchbacks
+    finally:
+        await again.close()
