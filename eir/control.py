@@ -141,7 +141,7 @@ class Control(ControlQueries):
         st = self.engine.state
         ended = st.drop_activation(key)
         dropped = self._drop_graces(idx, dev, msisdn)
-        model = idx.model(dev)
+        model = self._model(idx, dev)
         self._event("DEVICE_ACTIVATED", now, imei, msisdn, model=model)
         if owner:
             self._event("OWNERSHIP_TRANSFERRED", now, imei, msisdn, subscribers=(owner, msisdn),
@@ -167,7 +167,7 @@ class Control(ControlQueries):
         replaced = dev in idx.transfers
         self._commit("transfer", [["transfer", key, buyer, code_hash.hex(), now, expires]], now)
         # The code leaves the process only inside the buyer's SMS text (the event outbox), never logged.
-        self._event("TRANSFER_CODE_ISSUED", now, imei, buyer, model=idx.model(dev), code=code)
+        self._event("TRANSFER_CODE_ISSUED", now, imei, buyer, model=self._model(idx, dev), code=code)
         self._event("TRANSFER_STARTED", now, imei, buyer, subscribers=(owner, buyer),
                     detail={"expires": iso_utc(expires) or ""})
         del code
@@ -235,7 +235,7 @@ class Control(ControlQueries):
         ended = self.engine.state.drop_activation(key)
         dropped = self._drop_graces(idx, dev, msisdn)
         self._event("DEVICE_CLAIMED", now, imei, msisdn)
-        self._event("DEVICE_ACTIVATED", now, imei, msisdn, model=idx.model(dev))
+        self._event("DEVICE_ACTIVATED", now, imei, msisdn, model=self._model(idx, dev))
         await self._durable("claim", "claimed")
         return {"result": "claimed", "imei": format_imei(imei), "msisdn": str(msisdn),
                 "activation_grace_ended": ended, "graces_dropped": dropped}

@@ -100,6 +100,15 @@ class ControlQueries:
         if not 1 <= slot <= n:
             raise ControlError("invalid_slot", f"the device has slots 1..{n}")
 
+    @staticmethod
+    def _model(idx: Index, dev: int) -> str:
+        """The device's model text, else its TAC's brand and model from the registry ("" if unknown)."""
+        model = idx.model(dev)
+        if model:
+            return model
+        tac = idx.tac_info(idx.device_key(dev) // 1_000_000)
+        return " ".join(p for p in tac if p) if tac is not None else ""
+
     def _counts_cloned(self, idx: Index, dev: int) -> bool:
         """The registry's clone flag, or an enforced network detection on one of its IMEIs (SPEC §4.1)."""
         if idx.flags[dev] & CLONED:

@@ -407,3 +407,19 @@ def test_error_codes_lists_every_code_raised() -> None:
     for f in root.glob("control*.py"):
         raised |= set(re.findall(r'ControlError\(\s*"([a-z_]+)"', f.read_text(encoding="utf-8")))
     assert raised == ERROR_CODES
+
+
+async def test_control_events_round_trip_through_their_json(plane: Plane) -> None:
+    """The durable outbox stores to_dict(): detail and subscribers come back; ops events carry no text."""
+    from eir.events import Event
+
+    await plane.control.block(OWNED_1, "stolen")
+    await plane.control.transfer(CLONED_1, OWNER, BUYER)
+    for ev in plane.events:
+        d = ev.to_dict()
+        back = Event.from_dict(d)
+        assert back.to_dict() == d
+    blocked = plane.last("DEVICE_BLOCKED").to_dict()
+    assert blocked["detail"] == {"reason": "stolen", "scope": "block"} and "text_en" not in blocked
+    started = plane.last("TRANSFER_STARTED").to_dict()
+    assert started["subscribers"] == [str(OWNER), str(BUYER)] and "text_fa" not in started
