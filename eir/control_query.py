@@ -146,7 +146,7 @@ class ControlQueries:
         if rows_fn is not None and inspect.iscoroutinefunction(rows_fn):
             rows: list[HistoryRow] = await rows_fn(imei)
             return rows
-        h = st.histories.get(imei)
+        h = st.history(imei)
         return h.subscribers() if h is not None else []
 
     async def authenticity(self, imei: int) -> dict[str, Any]:

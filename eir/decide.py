@@ -26,7 +26,7 @@ from eir.model import (
     Switchback,
     WindowStart,
 )
-from eir.state import History, StateView
+from eir.state import SLOT_BITS, History, StateView
 
 if TYPE_CHECKING:
     from eir.index import Index
@@ -59,26 +59,28 @@ def decide(q: Query, idx: Index, r: RuleSet, st: StateView) -> Decision:
     if imei < 0:
         return _MALFORMED
     code = idx.lookup(imei)
-    dev = (code >> 1) - 1 if code else -1
+    if not code:
+        return _ROAMER if q.roamer and r.roamers_exempt else _traveler(q, idx, r, st)
+    dev = (code >> 1) - 1  # -1: only on the block list (code 1)
     flags = idx.flags[dev] if dev >= 0 else 0
     if code & 1 or flags & BLOCKED:
         return _blocked(q, st)
     if q.roamer and r.roamers_exempt:
         return _ROAMER
-    if dev < 0:
-        return _traveler(q, idx, r, st)
 
     sub = q.msisdn
     fx: list[Effect] = _NO_FX
-    cloned = bool(flags & CLONED)
+    cloned = flags & CLONED
     if not cloned:
         det = st.detections.get(imei)
         if det is not None and det.enforced:
             cloned = True
         elif r.clone_detect and sub and not q.roamer:
             h = st.histories.get(imei)
-            # Only an attach by someone other than the previous subscriber can be a switch-back.
-            if h is not None and h.last_msisdn and h.last_msisdn != sub:
+            # Only an attach by someone other than the previous subscriber can be a switch-back, and only
+            # on an IMEI that has seen more than one (subscriber, slot): the packed int form of a history
+            # has a single one, the previous subscriber's, so the attach cannot be a switch-back.
+            if isinstance(h, History) and h.last_msisdn and h.last_msisdn != sub:
                 fx = []
                 cloned = _detect_clone(q, h, r, st, fx)
 
@@ -93,10 +95,10 @@ def decide(q: Query, idx: Index, r: RuleSet, st: StateView) -> Decision:
             return _allowed(_PRE_REGISTRY_USER, q, st, fx)
         return _grace(GraceKind.CLONE, r.clone_grace_s, q, r, st, _writable(fx))
     if owner:
-        if sub == owner:
-            return _allowed(_OWNER, q, st, fx)
-        if not r.restrict_non_owner:
-            return _allowed(_REGISTERED, q, st, fx)
+        if sub == owner or not r.restrict_non_owner:
+            d = _OWNER if sub == owner else _REGISTERED
+            # The common attach: nothing to drop, no effects - answered without another call.
+            return d if fx is _NO_FX and imei not in st.grace_imeis else _allowed(d, q, st, fx)
         if sub and flags & HAS_OPERATOR_SIMS and idx.operator_sim(dev, q.slot) == sub:
             return _allowed(_OPERATOR_SIM, q, st, fx)
         return _grace(GraceKind.OWNERSHIP, r.ownership_grace_s, q, r, st, _writable(fx))
@@ -143,7 +145,7 @@ def _detect_clone(q: Query, h: History, r: RuleSet, st: StateView, fx: list[Effe
     count = 1 + sum(1 for x in (h.switchbacks or ()) if x > since)
     if count < r.clone_min_switchbacks:
         return False
-    subs = sorted({k >> 5 for k, rec in h.seen.items() if rec[1] > since} | {sub})
+    subs = sorted({k >> SLOT_BITS for k, rec in h.seen.items() if rec[1] > since} | {sub})
     cap = r.max_new_restrictions_per_hour
     enforced = cap == 0 or st.enforced_since(t - HOUR) < cap
     fx.append(CloneDetect(q.imei, t, tuple(subs), enforced))

@@ -23,6 +23,7 @@ from eir.state import (
     History,
     MemoryState,
     TravelerWindow,
+    pack_history,
 )
 from eir.store_schema import last_committed_seq, unpack_ints
 
@@ -230,7 +231,11 @@ def _load_histories(conn: sqlite3.Connection, hconn: sqlite3.Connection, st: Mem
     stats.observations = n
     for imei, times in conn.execute("SELECT imei, times FROM switchback WHERE last > ?", (cut,)):
         h2 = hs.get(imei)
-        if h2 is not None:
+        if isinstance(h2, History):
             h2.switchbacks = unpack_ints(times)
             stats.switchbacks += 1
+    for imei, v in hs.items():
+        # Back to the compact form where it fits (the common single-subscriber IMEI).
+        if isinstance(v, History):
+            hs[imei] = pack_history(v)
     stats.histories = len(hs)

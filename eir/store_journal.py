@@ -17,7 +17,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eir.events import Event
-from eir.state import MAX_OBSERVATIONS_PER_IMEI, SLOT_BITS, Detection, History, MemoryState, TravelerWindow
+from eir.state import (
+    COUNT_ONE,
+    KEY_SHIFT,
+    SLOT_BITS,
+    TIME_BITS,
+    TIME_MASK,
+    Detection,
+    History,
+    MemoryState,
+    TravelerWindow,
+    history_last_time,
+    observe_history,
+    unpack_history,
+)
 from eir.store_hot import HOUR, Horizon, LoadStats, load_hot
 from eir.store_schema import (
     DEL_SWITCHBACK_BEFORE,
@@ -139,38 +152,34 @@ class Journal(MemoryState):
         """The first promise change since the last batch (the async store wakes its writer)."""
         self._dirty = True
 
-    def observe(self, imei: int, msisdn: int, slot: int, t: int) -> History:
+    def observe(self, imei: int, msisdn: int, slot: int, t: int) -> None:
         # The hot path of every attach: MemoryState.observe inlined (tests/test_store.py checks that
         # both keep the same in-memory history) plus the observation delta for the next soft flush.
         hs = self.histories
-        h = hs.get(imei)
-        if h is None:
-            h = hs[imei] = History()
+        v = hs.get(imei)
+        key = msisdn << SLOT_BITS | slot
+        if v is None:
             # Cold IMEI: its rows on disk were not in memory, so the new ones may push it past the bound.
             self._trim.add(imei)
-        seen = h.seen
-        key = msisdn << SLOT_BITS | slot
-        rec = seen.get(key)
-        if rec is None:
-            if len(seen) >= MAX_OBSERVATIONS_PER_IMEI:
-                oldest = min(seen, key=lambda k: seen[k][1])
-                del seen[oldest]
-                self._trim.add(imei)  # memory dropped its oldest row: the disk drops it too
-            seen[key] = [t, t, 1]
+            if 0 <= t <= TIME_MASK:
+                hs[imei] = key << KEY_SHIFT | COUNT_ONE | t << TIME_BITS | t
+            else:
+                h = hs[imei] = History()
+                observe_history(h, key, t)
+        elif isinstance(v, int) and v >> KEY_SHIFT == key and t <= TIME_MASK:
+            last = v & TIME_MASK
+            hs[imei] = v + COUNT_ONE + t - last if t > last else v + COUNT_ONE
         else:
-            if t > rec[1]:
-                rec[1] = t
-            rec[2] += 1
-        if t >= h.last_time:
-            h.last_msisdn = msisdn
-            h.last_time = t
+            if isinstance(v, int):
+                v = hs[imei] = unpack_history(v)
+            if observe_history(v, key, t):
+                self._trim.add(imei)  # memory dropped its oldest row: the disk drops it too
         obs = self._obs
         obs.append((imei, key, t))
         if t > self.high_water:
             self.high_water = t
         if len(obs) >= self._observe_limit:
             self._observed_enough()
-        return h
 
     def _observed_enough(self) -> None:
         """Called when ``_observe_limit`` attaches wait for the history (the replay store commits)."""
@@ -345,7 +354,7 @@ class Journal(MemoryState):
         self._d_detection = set()
         for imei in self._d_switchback:
             h = self.histories.get(imei)
-            sb = h.switchbacks if h is not None else None
+            sb = h.switchbacks if isinstance(h, History) else None
             if sb:
                 b.switchback_put.append((imei, max(sb), list(sb)))
             else:
@@ -509,9 +518,9 @@ class Journal(MemoryState):
         hitems = list(hs.items())
         for i in range(0, len(hitems), chunk):
             for imei, h in hitems[i:i + chunk]:
-                if h.last_time <= cut and hs.get(imei) is h:
+                if history_last_time(h) <= cut and hs.get(imei) is h:
                     del hs[imei]
-                    if h.switchbacks:
+                    if isinstance(h, History) and h.switchbacks:
                         self._d_switchback.add(imei)
                     dropped += 1
             yield dropped

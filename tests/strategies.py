@@ -73,9 +73,12 @@ def small_registries(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 
 @st.composite
-def attach_sequences(draw: st.DrawFn, start: int, max_size: int = 60) -> list[tuple[int, str, str, int]]:
-    """Time-ordered attaches ``(time, imei, msisdn, slot)`` over the pool, with gaps from a second to weeks."""
-    gaps = st.sampled_from([1, 60, 600, 3600, 6 * 3600, 86_400, 3 * 86_400, 10 * 86_400, 29 * 86_400])
+def attach_sequences(draw: st.DrawFn, start: int, max_size: int = 60,
+                     dense: bool = False) -> list[tuple[int, str, str, int]]:
+    """Time-ordered attaches ``(time, imei, msisdn, slot)`` over the pool, with gaps from a second to weeks
+    (``dense``: up to an hour, so that switch-backs and clone detections are common)."""
+    gaps = st.sampled_from([1, 60, 600, 3600] if dense else
+                           [1, 60, 600, 3600, 6 * 3600, 86_400, 3 * 86_400, 10 * 86_400, 29 * 86_400])
     n = draw(st.integers(1, max_size))
     t = start
     rows = []
