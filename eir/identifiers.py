@@ -7,7 +7,7 @@ enter the process (snapshot build, replay reader, transports).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, NewType
 
 ImeiCore = NewType("ImeiCore", int)
@@ -21,8 +21,8 @@ NO_MSISDN: Final = Msisdn(0)
 
 MAX_SLOT: Final = 16
 _ASCII_DIGITS: Final = frozenset("0123456789")
-# Luhn doubling as a str.translate table: digit -> 2*digit with 9 subtracted when over 9.
-_DOUBLE_DIGITS: Final = str.maketrans("0123456789", "0246813579")
+# Luhn doubling as a bytes.translate table: digit -> 2*digit with 9 subtracted when over 9.
+_DOUBLE_DIGITS: Final = bytes.maketrans(b"0123456789", b"0246813579")
 _SLOTS: Final = {str(n): n for n in range(1, 17)} | {"": 1}
 
 
@@ -48,9 +48,8 @@ def luhn_check_digit(core14: str) -> int:
     """GSMA TS.06 check digit of a 14-digit IMEI core (``49015420323751`` -> 8)."""
     # From the right the rightmost digit is doubled, then every second one: for 14 digits that is every
     # odd position from the left. Summing ASCII bytes (minus 14 * '0') keeps the loop in C.
-    plain = core14[0:14:2].encode()
-    doubled = core14[1:14:2].translate(_DOUBLE_DIGITS).encode()
-    total = sum(plain) + sum(doubled) - 48 * 14
+    b = core14.encode()
+    total = sum(b[0:14:2]) + sum(b[1:14:2].translate(_DOUBLE_DIGITS)) - 48 * 14
     return (10 - total % 10) % 10
 
 
@@ -67,10 +66,13 @@ def parse_imei(raw: str, policy: ImeiPolicy) -> ImeiCore:
     """
     if len(raw) != 15 or not raw.isdigit() or not raw.isascii():
         return _parse_imei_other(raw, policy)
-    # The common form, 15 ASCII digits with nothing around them.
+    # The common form, 15 ASCII digits with nothing around them. Luhn over all 15 (the check digit in the
+    # plain positions): the ASCII offsets (15 * 48) are a multiple of 10, so valid means a sum % 10 == 0.
     core = raw[:14]
-    if policy.deny_invalid_check_digit and luhn_check_digit(core) != ord(raw[14]) - 48:
-        return MALFORMED
+    if policy.deny_invalid_check_digit:
+        b = raw.encode()
+        if (sum(b[0:15:2]) + sum(b[1:14:2].translate(_DOUBLE_DIGITS))) % 10:
+            return MALFORMED
     if policy.deny_test_imeis and core.count(core[0]) == 14:
         return MALFORMED
     return ImeiCore(int(core))
@@ -111,11 +113,12 @@ class NumberingPlan:
 
     country_code: str = "98"
     home_mccs: frozenset[str] = frozenset({"432"})
+    #: Iranian mobile numbers: 10-digit national significant number starting with 9 (0 = none known).
+    #: Derived from the country code, computed once (it is read on every MSISDN parse).
+    national_mobile_length: int = field(init=False, default=0)
 
-    @property
-    def national_mobile_length(self) -> int:
-        # Iranian mobile numbers: 10-digit national significant number starting with 9.
-        return 10 if self.country_code == "98" else 0
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "national_mobile_length", 10 if self.country_code == "98" else 0)
 
 
 def parse_msisdn(raw: str, plan: NumberingPlan) -> tuple[Msisdn, bool]:
@@ -126,14 +129,16 @@ def parse_msisdn(raw: str, plan: NumberingPlan) -> tuple[Msisdn, bool]:
     Raises :class:`IdentifierError` when the number cannot be normalised.
     """
     if raw.isdigit() and raw.isascii():
-        # Digits only (the usual case): no prefix or blanks to strip.
+        # Digits only (the usual case): no prefix or blanks to strip, and what is left is digits.
         s = raw
         if s[0] == "0":
             s = s[2:] if s[1:2] == "0" else plan.country_code + s[1:]
         elif len(s) == plan.national_mobile_length and s[0] == "9":
             s = plan.country_code + s
-    else:
-        s = _msisdn_other(raw, plan)
+        if 8 <= len(s) <= 15 and s[0] != "0":
+            return Msisdn(int(s)), s.startswith(plan.country_code)
+        raise IdentifierError("msisdn", raw, "not an E.164 number")
+    s = _msisdn_other(raw, plan)
     if not _is_ascii_digits(s) or not 8 <= len(s) <= 15 or s[0] == "0":
         raise IdentifierError("msisdn", raw, "not an E.164 number")
     return Msisdn(int(s)), s.startswith(plan.country_code)

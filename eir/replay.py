@@ -117,24 +117,34 @@ def _read_csv(f: IO[str], path: Path) -> Iterator[RawRow | BadRow]:
                row[iimsi] if iimsi >= 0 else None)
 
 
-class TimeParser:
-    """parse_time with a fast path for the canonical ``YYYY-MM-DDTHH:MM:SSZ`` form (per-hour cache)."""
+#: "00".."59" -> int: seconds of the canonical form, validated and converted in one lookup.
+_SIXTY: Final = {f"{n:02d}": n for n in range(60)}
 
-    __slots__ = ("_hours",)
+
+class TimeParser:
+    """parse_time with a fast path for the canonical ``YYYY-MM-DDTHH:MM:SSZ`` form (per-minute cache)."""
+
+    __slots__ = ("_minutes",)
 
     def __init__(self) -> None:
-        self._hours: dict[str, int] = {}
+        self._minutes: dict[str, int] = {}
 
     def __call__(self, raw: Any) -> int:
-        if raw.__class__ is str and len(raw) == 20 and raw[19] == "Z" and raw[16] == ":":
-            hour = self._hours.get(raw[:14])
-            if hour is None and raw[13] == ":":
-                if len(self._hours) >= 100_000:
-                    self._hours.clear()
-                hour = self._hours[raw[:14]] = parse_time(raw[:14] + "00:00Z")
-            mm, ss = raw[14:16], raw[17:19]
-            if hour is not None and mm.isdigit() and ss.isdigit() and mm < "60" and ss < "60":
-                return hour + int(mm) * 60 + int(ss)
+        if raw.__class__ is str and len(raw) == 20 and raw[19] == "Z":
+            sec = _SIXTY.get(raw[17:19])
+            if sec is not None:
+                minute = self._minutes.get(raw[:17])
+                if minute is not None:
+                    return minute + sec
+                if raw[16] == ":" and raw[13] == ":":
+                    try:
+                        minute = parse_time(raw[:17] + "00Z")
+                    except RequestError:
+                        return parse_time(raw)  # the error names the whole value
+                    if len(self._minutes) >= 100_000:
+                        self._minutes.clear()
+                    self._minutes[raw[:17]] = minute
+                    return minute + sec
         return parse_time(raw)
 
 
@@ -243,15 +253,25 @@ class DecisionWriter:
     """Writes one JSON object per decided row (``--out``).
 
     The line is assembled from cached pieces (one tail per reason for deadline-free decisions) rather
-    than a dict per row: this writer runs once per attach of a replay.
+    than a dict per row, and lines are written in chunks of ``CHUNK_ROWS``: this writer runs once per
+    attach of a replay. :meth:`flush` (or leaving the ``with`` block) writes what is pending.
     """
 
-    __slots__ = ("_f", "_iso", "_tails")
+    CHUNK_ROWS: Final = 4096
+
+    __slots__ = ("_f", "_iso", "_pending", "_tails")
 
     def __init__(self, f: IO[bytes]) -> None:
         self._f = f
         self._iso = IsoFormatter()
         self._tails: dict[Reason, str] = {}
+        self._pending: list[str] = []
+
+    def __enter__(self) -> DecisionWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
 
     def _tail(self, d: Decision) -> str:
         if d.deadline is None:
@@ -269,8 +289,17 @@ class DecisionWriter:
         imei = (f'"{imei_raw}"' if imei_raw.__class__ is str and imei_raw.isalnum()
                 else orjson.dumps(imei_raw).decode())
         msisdn = f'"{q.msisdn}"' if q.msisdn else "null"
-        self._f.write(f'{{"time":"{self._iso(q.time)}","imei":{imei},"msisdn":{msisdn},"slot":{q.slot}'
-                      f'{self._tail(d)}'.encode())
+        pending = self._pending
+        pending.append(f'{{"time":"{self._iso(q.time)}","imei":{imei},"msisdn":{msisdn},"slot":{q.slot}'
+                       f'{self._tail(d)}')
+        if len(pending) >= self.CHUNK_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pending lines."""
+        if self._pending:
+            self._f.write("".join(self._pending).encode())
+            self._pending = []
 
 
 def replay(parsed: Iterator[Parsed], engine: Engine, summary: Summary,
@@ -280,17 +309,23 @@ def replay(parsed: Iterator[Parsed], engine: Engine, summary: Summary,
     by_reason = summary.by_reason
     warned, denied = summary.warned, summary.denied
     check = engine.check
+    write = out.write if out is not None else None
+    allow, warn = Verdict.ALLOW, Verdict.WARN
     n = 0
-    for _, imei_raw, q in parsed:
-        d = check(q)
-        n += 1
-        by_reason[d.reason] += 1  # Reason is a StrEnum: counts under the same keys as its value
-        if d.verdict is not Verdict.ALLOW and q.msisdn:
-            (warned if d.verdict is Verdict.WARN else denied).add(q.msisdn)
+    try:
+        for _, imei_raw, q in parsed:
+            d = check(q)
+            n += 1
+            by_reason[d.reason] += 1  # Reason is a StrEnum: counts under the same keys as its value
+            if d.verdict is not allow and q.msisdn:
+                (warned if d.verdict is warn else denied).add(q.msisdn)
+            if write is not None:
+                write(imei_raw, q, d)
+            if progress is not None and n & 0xFFF == 0:
+                progress(n)
+    finally:
         if out is not None:
-            out.write(imei_raw, q, d)
-        if progress is not None and n & 0xFFF == 0:
-            progress(n)
+            out.flush()  # the rows decided so far, also when a bad row stops a --strict run
     summary.rows += n
     summary.seconds += _time.perf_counter() - started
     return summary

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from eir.cli import main
+from eir.model import CONST, Query, Reason
+from eir.query import MAX_EPOCH, MIN_EPOCH, RequestError, parse_time
+from eir.replay import DecisionWriter, TimeParser
 from eir.snapshot import build_snapshot
 from tests.conftest import RULES_DIR, write_jsonl
 from tests.test_decide import CLONED_1, OTHER, OWNED_1, OWNER, REGISTRY, UNREG
@@ -152,3 +158,49 @@ def test_replay_in_two_halves_with_state_equals_one_replay(tmp_path: Path) -> No
     assert d1 + d2 == whole_d
     assert e1 + e2 == whole_e and len(whole_e) > 10
     assert [e["seq"] for e in e1 + e2] == list(range(1, len(whole_e) + 1))
+
+
+# --- the replay's fast paths equal the general ones ---------------------------------------------------
+
+@given(st.integers(MIN_EPOCH, MAX_EPOCH - 61), st.sampled_from(["", "Z", "z", "+00:00"]),
+       st.sampled_from(["", "x", "60", "5x", "0\u0663", " "]))
+def test_time_parser_fast_path_equals_parse_time(t: int, suffix: str, garbage: str) -> None:
+    canonical = dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + suffix
+    tp = TimeParser()
+    for raw in (canonical, canonical, canonical[:17] + garbage + canonical[19:]):
+        try:
+            expected: int | str = parse_time(raw)
+        except RequestError as e:
+            expected = str(e)
+        try:
+            got: int | str = tp(raw)
+        except RequestError as e:
+            got = str(e)
+        assert got == expected
+
+
+def test_decision_writer_writes_in_chunks_and_flushes(tmp_path: Path) -> None:
+    out = tmp_path / "d.jsonl"
+    n = DecisionWriter.CHUNK_ROWS + 5
+    with out.open("wb") as f:
+        w = DecisionWriter(f)
+        for i in range(n):
+            w.write("35693803564380" + str(i % 10), Query(1_793_491_200 + i, 1, 989121234567), CONST[Reason.OWNER])
+        f.flush()
+        assert out.read_bytes().count(b"\n") == DecisionWriter.CHUNK_ROWS  # one chunk so far
+        w.flush()
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == n
+    assert orjson.loads(lines[-1]) == {"time": "2026-11-01T01:08:20Z", "imei": "356938035643800",
+                                       "msisdn": "989121234567", "slot": 1, "verdict": "ALLOW",
+                                       "status": "WHITELISTED", "reason": "OWNER", "deadline": None}
+
+
+def test_strict_replay_keeps_the_rows_decided_before_the_bad_one(tmp_path: Path, snap: Path) -> None:
+    log = tmp_path / "a.csv"
+    log.write_text(CSV)
+    out = tmp_path / "d.jsonl"
+    r = run("replay", str(log), "--snapshot", str(snap), "--rules", str(RULES_DIR / "default.toml"),
+            "--out", str(out), "--strict")
+    assert r.exit_code == 1
+    assert len(out.read_bytes().splitlines()) == 3  # the rows before line 5 (not-a-time)
