@@ -35,6 +35,8 @@ __all__ = ["ERROR_CODES", "MALFORMED", "Control", "ControlConfig", "ControlError
 log = logging.getLogger("eir.control")
 DAY: Final = 86_400
 _REPAIR: Final = ORIGINS.index("repair")
+#: Devices with wrong-code counters kept before stale ones are swept.
+_MAX_TRACKED_DEVICES: Final = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,10 @@ class Control(ControlQueries):
         expected = transfer.code_hash if transfer is not None else idx.code_hash(dev)
         given = activation_code_hash(self._key(), key, code)
         if expected is None or not hmac.compare_digest(given, expected):
+            if len(self._wrong) >= _MAX_TRACKED_DEVICES:
+                # Bounded memory against someone trying codes on many devices: forget stale counters.
+                cut = now - self.config.wrong_code_window_s
+                self._wrong = {k: v for k, v in self._wrong.items() if v[-1] > cut}
             self._wrong.setdefault(key, []).append(now)
             log.info("registry change refused", extra=fields(op="activate", error_code="wrong_code"))
             raise ControlError("wrong_code", "the activation code is not valid for this device")
