@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from eir.events import iso_utc
 from eir.identifiers import format_imei
-from eir.registry import BLOCKED, CLONED, ORIGIN_MASK, ORIGINS
+from eir.registry import BLOCKED, CLONED, MAX_IMEIS_PER_DEVICE, ORIGIN_MASK, ORIGINS
 
 if TYPE_CHECKING:
     from eir.engine import Engine
@@ -118,7 +118,8 @@ class ControlQueries:
 
     def _correction_checks(self, requester: int, registered: list[int], observed: list[int]) -> tuple[Index, int]:
         """Seed 004's outcomes up to the history check, in the issue's order; returns the device."""
-        if not observed or any(i < 0 for i in observed) or len(set(observed)) < len(observed):
+        if (not observed or len(observed) > MAX_IMEIS_PER_DEVICE or any(i < 0 for i in observed)
+                or len(set(observed)) < len(observed)):
             raise ControlError("incorrect_imei_observed", "an observed IMEI is not valid")
         idx = self.engine.bundle.index
         devs = {idx.device_of(i) for i in registered}

@@ -277,6 +277,8 @@ async def test_imei_correction_outcomes_in_order(plane: Plane) -> None:
     ctl = plane.control
     await refused("incorrect_imei_observed", ctl.imei_correction(OWNER, [OWNED_1, OWNED_2], [OWNED_1, MALFORMED], True))
     await refused("incorrect_imei_observed", ctl.imei_correction(OWNER, [OWNED_1, OWNED_2], [OWNED_1, OWNED_1], True))
+    five = [OWNED_1, FREE_SAME_TAC, FREE_TWIN_TAC, FREE_OTHER_TAC, NEW]
+    await refused("incorrect_imei_observed", ctl.imei_correction(OWNER, [OWNED_1, OWNED_2], five, True))
     await refused("not_owner", ctl.imei_correction(OTHER, [OWNED_1, OWNED_2], [OWNED_1, FREE_SAME_TAC], True))
     await refused("not_owner", ctl.imei_correction(OWNER, [OWNED_1, CLONED_1], [OWNED_1, FREE_SAME_TAC], True))
     await refused("illegal_device", ctl.imei_correction(OWNER, [BLOCKED], [BLOCKED, FREE_SAME_TAC], True))
