@@ -46,7 +46,11 @@ FLAG_BITS: Final = {"cloned": CLONED}
 _ORIGIN_CODE: Final = {name: i for i, name in enumerate(ORIGINS)}
 
 
-class JournalMismatch(Exception):
+class JournalError(Exception):
+    """The registry-change journal cannot be replayed onto this snapshot."""
+
+
+class JournalMismatch(JournalError):
     """The snapshot was exported from another state's journal: replaying this one onto it is unsafe."""
 
 
@@ -122,7 +126,8 @@ def watermark(meta: SnapshotMeta) -> tuple[int, int]:
 def replay(index: Index, changes: list[Change], journal_id: int, report: ReplayReport | None = None) -> ReplayReport:
     """Apply the journal changes newer than the snapshot's watermark (and than ``report.last_seq``).
 
-    Raises :class:`JournalMismatch` when the snapshot includes changes of another journal.
+    Raises :class:`JournalMismatch` when the snapshot includes changes of another journal, and
+    :class:`JournalError` for a change that cannot be read.
     """
     snap_id, snap_seq = watermark(index.meta)
     if snap_seq and snap_id != journal_id:
@@ -134,7 +139,11 @@ def replay(index: Index, changes: list[Change], journal_id: int, report: ReplayR
     for seq, _, body in changes:
         if seq <= after:
             continue
-        rep.skipped += apply_change(index, body)
+        try:
+            rep.skipped += apply_change(index, body)
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            # A damaged row: refuse the load (the serving bundle stays) rather than serve a partial registry.
+            raise JournalError(f"registry change {seq} cannot be applied: {type(e).__name__}: {e}") from e
         rep.applied += 1
         rep.last_seq = seq
     if rep.last_seq < snap_seq:

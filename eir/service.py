@@ -23,7 +23,7 @@ from typing import Any, Final, Protocol, cast, runtime_checkable
 
 from eir.config import ServiceConfig
 from eir.control import Control, ControlConfig
-from eir.control_ops import JournalMismatch, replay
+from eir.control_ops import JournalError, replay
 from eir.engine import Bundle, Engine
 from eir.index import BLOCKED, CLONED, Index
 from eir.log import fields
@@ -189,7 +189,7 @@ class Service:
         try:
             loaded = await loop.run_in_executor(None, load_bundle, cfg.snapshot, cfg.rules)
             replayed = await loop.run_in_executor(None, replay, loaded.bundle.index, changes, journal_id)
-        except (SnapshotError, RuleError, OSError, JournalMismatch) as e:
+        except (SnapshotError, RuleError, OSError, JournalError) as e:
             why = f"{type(e).__name__}: {e}"
             log.error("reload failed, the serving bundle stays: %s", why, extra=fields(
                 snapshot=str(cfg.snapshot), rules=str(cfg.rules), result="failed"))

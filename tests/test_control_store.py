@@ -234,3 +234,27 @@ async def test_moot_state_is_dropped_durably(snap: Path, default_rules: RuleSet,
         assert h is None or not h.switchbacks
     finally:
         await again.close()
+
+
+async def test_a_foreign_or_damaged_journal_refuses_the_load(snap: Path, tmp_path: Path,
+                                                              default_rules: RuleSet) -> None:
+    from eir.control_ops import JournalError
+    from eir.service import StartupError
+
+    # A snapshot exported from state A, served with state B: refused, the reason names the journal.
+    db_a = tmp_path / "a.db"
+    store = await SqliteState.open(db_a)
+    plane = Plane(Index.from_snapshot(snap), default_rules, state=store)
+    await plane.control.block(OWNED_1, "stolen")
+    await store.close()
+    rolled = tmp_path / "rolled.eirsnap"
+    export_snapshot(snap, db_a, rolled)
+    db_b = tmp_path / "b.db"
+    store = await SqliteState.open(db_b)
+    await Plane(Index.from_snapshot(snap), default_rules, state=store).control.block(OWNED_2, "lost")
+    await store.close()
+    with pytest.raises(StartupError, match="journal"):
+        await start(replace(make_config(rolled), state=db_b), FixedClock(T0))
+    # A damaged change cannot be applied: JournalError, not a half-applied registry.
+    with pytest.raises(JournalError, match="registry change 1"):
+        replay(Index.from_snapshot(snap), [(1, T0, f'{{"op": "x", "ops": [["nonsense", {OWNED_1}]]}}'.encode())], 5)

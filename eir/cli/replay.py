@@ -13,7 +13,7 @@ import click
 import orjson
 
 from eir.compare import Comparison, compare
-from eir.control_ops import JournalMismatch
+from eir.control_ops import JournalError
 from eir.control_ops import replay as replay_journal
 from eir.engine import Bundle, Engine, EventSink
 from eir.events import Event, iso_utc
@@ -174,7 +174,7 @@ def _replay_journal(index: Index, state: MemoryState) -> None:
     """A state database carries the control plane's registry changes: decide as the service would."""
     try:
         report = replay_journal(index, state.changes, state.journal_id)
-    except JournalMismatch as e:
+    except JournalError as e:
         raise click.ClickException(str(e)) from e
     if report.applied:
         click.echo(f"registry-change journal: {report.applied} change(s) applied to the snapshot", err=True)

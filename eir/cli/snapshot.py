@@ -11,7 +11,7 @@ import click
 import orjson
 
 from eir.control_export import export_snapshot
-from eir.control_ops import JournalMismatch
+from eir.control_ops import JournalError
 from eir.registry import MAX_REPORTED_ERRORS, RegistryError
 from eir.snapshot import SnapshotError, SnapshotMeta, build_snapshot, read_snapshot
 from eir.store_schema import StoreError
@@ -99,7 +99,7 @@ def export(state: Path, snap: Path, out: Path) -> None:
     """
     try:
         meta, report = export_snapshot(snap, state, out)
-    except (SnapshotError, StoreError, JournalMismatch) as exc:
+    except (SnapshotError, StoreError, JournalError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
     except OSError as exc:
