@@ -50,12 +50,16 @@ class Bundle:
 class Engine:
     """Decides attaches against the current bundle and keeps the dynamic state up to date."""
 
-    __slots__ = ("bundle", "sinks", "state")
+    __slots__ = ("bundle", "sinks", "state", "texts")
 
-    def __init__(self, bundle: Bundle, state: MemoryState, sinks: tuple[EventSink, ...] = ()) -> None:
+    def __init__(self, bundle: Bundle, state: MemoryState, sinks: tuple[EventSink, ...] = (),
+                 texts: bool = True) -> None:
         self.bundle = bundle
         self.state = state
         self.sinks = sinks
+        #: Render the subscriber texts of events. Off only where nobody reads them (a replay that
+        #: counts events but writes none): rendering is most of the cost of an event.
+        self.texts = texts
 
     def swap(self, bundle: Bundle) -> Bundle:
         """Replace the index/rules in one step; returns the previous bundle."""
@@ -108,9 +112,10 @@ class Engine:
         ev = Event(type=n.type, time=q.time, imei=n.imei, msisdn=n.msisdn or None, slot=n.slot,
                    reason=n.reason.value if n.reason is not None else None, deadline=n.deadline,
                    subscribers=n.subscribers)
-        code = b.index.lookup(n.imei)
-        model = b.index.model((code >> 1) - 1) if code > 1 else ""
-        ev.text_fa, ev.text_en = b.renderer.render(ev, model)
+        if self.texts:
+            code = b.index.lookup(n.imei)
+            model = b.index.model((code >> 1) - 1) if code > 1 else ""
+            ev.text_fa, ev.text_en = b.renderer.render(ev, model)
         self.state.put_mark(n.mark, q.time)
         self.state.append_event(ev)
         for sink in self.sinks:

@@ -64,13 +64,15 @@ def parse_imei(raw: str, policy: ImeiPolicy) -> ImeiCore:
     Accepts 14 digits (core), 15 (core + Luhn check digit), 16 (IMEISV: core + 2-digit software
     version), each optionally prefixed with ``imei-`` or ``imeisv-`` (3GPP PEI form).
     """
-    if len(raw) != 15 or not raw.isdigit() or not raw.isascii():
+    # The common forms: 15 ASCII digits, bare or as the 3GPP PEI "imei-<15 digits>".
+    s = raw[5:] if len(raw) == 20 and raw.startswith("imei-") else raw
+    if len(s) != 15 or not s.isdigit() or not s.isascii():
         return _parse_imei_other(raw, policy)
-    # The common form, 15 ASCII digits with nothing around them. Luhn over all 15 (the check digit in the
-    # plain positions): the ASCII offsets (15 * 48) are a multiple of 10, so valid means a sum % 10 == 0.
-    core = raw[:14]
+    # Luhn over all 15 (the check digit in the plain positions): the ASCII offsets (15 * 48) are a
+    # multiple of 10, so valid means a sum % 10 == 0.
+    core = s[:14]
     if policy.deny_invalid_check_digit:
-        b = raw.encode()
+        b = s.encode()
         if (sum(b[0:15:2]) + sum(b[1:14:2].translate(_DOUBLE_DIGITS))) % 10:
             return MALFORMED
     if policy.deny_test_imeis and core.count(core[0]) == 14:

@@ -113,7 +113,7 @@ def load_bundle(snapshot: Path, rules: Path) -> Loaded:
 
 def pinned(engine: Engine, bundle: Bundle) -> Engine:
     """An engine deciding on ``bundle`` (the engine itself unless a reload swapped it since)."""
-    return engine if engine.bundle is bundle else Engine(bundle, engine.state, engine.sinks)
+    return engine if engine.bundle is bundle else Engine(bundle, engine.state, engine.sinks, engine.texts)
 
 
 @dataclass(frozen=True, slots=True)

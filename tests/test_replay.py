@@ -204,3 +204,22 @@ def test_strict_replay_keeps_the_rows_decided_before_the_bad_one(tmp_path: Path,
             "--out", str(out), "--strict")
     assert r.exit_code == 1
     assert len(out.read_bytes().splitlines()) == 3  # the rows before line 5 (not-a-time)
+
+
+def test_events_without_texts_are_the_same_events(tmp_path: Path, snap: Path) -> None:
+    # Without --events the replay does not render texts (nobody reads them): same decisions, same counts.
+    log = tmp_path / "a.csv"
+    log.write_text(CSV)
+    rules = str(RULES_DIR / "default.toml")
+    sums = []
+    for extra in (["--events", str(tmp_path / "e.jsonl")], []):
+        out, js = tmp_path / f"d{len(extra)}.jsonl", tmp_path / f"s{len(extra)}.json"
+        r = run("replay", str(log), "--snapshot", str(snap), "--rules", rules, "--out", str(out),
+                "--summary-json", str(js), *extra)
+        assert r.exit_code == 0
+        s = orjson.loads(js.read_bytes())
+        del s["seconds"], s["rows_per_second"]
+        sums.append((out.read_bytes(), s))
+    assert sums[0] == sums[1] and sums[0][1]["events"]
+    assert all(e["text_fa"] for e in map(orjson.loads, (tmp_path / "e.jsonl").read_bytes().splitlines())
+               if "text_fa" in e)

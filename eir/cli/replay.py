@@ -122,8 +122,9 @@ def replay_cmd(attaches: Path, snapshot: Path, rules: Path, out: Path | None, ev
                 raise click.UsageError("--compare runs each rule set on its own fresh state: drop --state")
             rules_b = _rules(compare_rules)
             cmp = Comparison(rules_a.name, rules_b.name)
-            ea = Engine(Bundle.of(index, rules_a), MemoryState(keep_outbox=False), (event_counter(cmp.a),))
-            eb = Engine(Bundle.of(index, rules_b), MemoryState(keep_outbox=False), (event_counter(cmp.b),))
+            # Events are only counted here: their texts are not rendered.
+            ea = Engine(Bundle.of(index, rules_a), MemoryState(keep_outbox=False), (event_counter(cmp.a),), False)
+            eb = Engine(Bundle.of(index, rules_b), MemoryState(keep_outbox=False), (event_counter(cmp.b),), False)
             bad = _BadRows(attaches, strict, max_bad_reports, None)
             compare(read_rows(attaches), ea, eb, cmp, bad, update)
             if bar is not None:
@@ -141,7 +142,9 @@ def replay_cmd(attaches: Path, snapshot: Path, rules: Path, out: Path | None, ev
             writer = DecisionWriter(stack.enter_context(_open_out(out))) if out is not None else None
             state = stack.enter_context(_open_state(state_db, rules_a))
             _replay_journal(index, state)
-            engine = Engine(Bundle.of(index, rules_a), state, tuple(sinks))
+            # Texts are rendered when someone reads them: the --events file or the durable outbox.
+            texts = events_out is not None or state_db is not None
+            engine = Engine(Bundle.of(index, rules_a), state, tuple(sinks), texts)
             bad = _BadRows(attaches, strict, max_bad_reports, summary)
             replay(parse_rows(read_rows(attaches), engine, bad), engine, summary, writer, update)
     except ReplayError as e:

@@ -18,9 +18,13 @@ def _run(config: ServiceConfig) -> int:
     import uvloop
 
     from eir import log
+    from eir.runtime import raise_gc_thresholds
     from eir.service import Service
 
     log.configure(config.log_level)
+    # Process-wide, like the replay: young collections every 100k allocations instead of 700 (the
+    # service freezes its long-lived objects itself, see Service._gc_freezer).
+    raise_gc_thresholds()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(Service(config).run())
 
