@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from eir.decide import decide
 from eir.events import OPS_EVENTS, Event, Renderer
+from eir.fastpath import accelerator
 from eir.model import (
     ActivationStart,
     CloneDetect,
@@ -48,26 +49,44 @@ class Bundle:
 
 
 class Engine:
-    """Decides attaches against the current bundle and keeps the dynamic state up to date."""
+    """Decides attaches against the current bundle and keeps the dynamic state up to date.
 
-    __slots__ = ("bundle", "sinks", "state", "texts")
+    ``bundle`` changes only through :meth:`swap` (it also renews the accelerator bound to it).
+    """
+
+    __slots__ = ("_fast", "bundle", "sinks", "state", "texts")
 
     def __init__(self, bundle: Bundle, state: MemoryState, sinks: tuple[EventSink, ...] = (),
-                 texts: bool = True) -> None:
+                 texts: bool = True, accelerate: bool = True) -> None:
         self.bundle = bundle
         self.state = state
         self.sinks = sinks
         #: Render the subscriber texts of events. Off only where nobody reads them (a replay that
         #: counts events but writes none): rendering is most of the cost of an event.
         self.texts = texts
+        #: The C accelerator of the common attach (eir.fastpath), None for the pure-Python path.
+        self._fast = accelerator(bundle, state) if accelerate else None
+
+    @property
+    def accelerated(self) -> bool:
+        """Whether the common attach is decided by the C accelerator."""
+        return self._fast is not None
 
     def swap(self, bundle: Bundle) -> Bundle:
         """Replace the index/rules in one step; returns the previous bundle."""
-        old, self.bundle = self.bundle, bundle
+        fast = accelerator(bundle, self.state) if self._fast is not None else None
+        old, self.bundle, self._fast = self.bundle, bundle, fast
         return old
 
     def check(self, q: Query) -> Decision:
         """Decide one attach and apply what it implies."""
+        fast = self._fast
+        if fast is not None:
+            # The common attach (ALLOW OWNER / REGISTERED, no effects) decided and observed in C;
+            # None for everything else, decided below.
+            d = fast(q)
+            if d is not None:
+                return d
         b = self.bundle
         st = self.state
         d = decide(q, b.index, b.rules, st)

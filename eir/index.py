@@ -205,6 +205,11 @@ class Index:
         code: int | None = self._map[((core + 2) * KEY_MIX) & KEY_MASK]
         return 0 if code is None else code
 
+    def imei_table(self) -> PreshMap:
+        """The IMEI map itself (``imei_key(core)`` -> the code of :meth:`lookup`), for the C accelerator of
+        eir.engine (eir/_fastpath.c), which reads it as lookup does. Never to be written through."""
+        return self._map
+
     def device_of(self, core: int) -> int:
         """The device id of an IMEI core, or -1."""
         return (self.lookup(core) >> 1) - 1

@@ -113,7 +113,8 @@ def load_bundle(snapshot: Path, rules: Path) -> Loaded:
 
 def pinned(engine: Engine, bundle: Bundle) -> Engine:
     """An engine deciding on ``bundle`` (the engine itself unless a reload swapped it since)."""
-    return engine if engine.bundle is bundle else Engine(bundle, engine.state, engine.sinks, engine.texts)
+    return engine if engine.bundle is bundle else Engine(bundle, engine.state, engine.sinks, engine.texts,
+                                                         engine.accelerated)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,410 @@
+/* eir._fastpath: the common attach decided and recorded in C (optional accelerator of eir.engine).
+ *
+ * FastCheck(...)(query) returns the shared Decision for the one effect-free outcome that makes up ~80%
+ * of attaches - a registered, owned device, neither blocked nor cloned nor detected, no grace on the
+ * IMEI: ALLOW OWNER, or ALLOW REGISTERED when non-owners are not restricted - after recording the attach
+ * in the observation history exactly as MemoryState.observe does. For every other attach it returns None
+ * without touching anything, and eir.engine runs the Python path (decide + effects + observe), which
+ * remains the reference: tests/test_fastpath.py checks that both give the same decisions, events and
+ * state. The logic mirrors eir/decide.py (the first rules of decide) and eir/state.py (packed history).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+#define SLOT_BITS 5
+#define TIME_BITS 32
+#define TIME_MASK 0xFFFFFFFFLL
+#define KEY_SHIFT 104
+
+static PyObject *s_imei, *s_msisdn, *s_slot, *s_time, *s_roamer;
+static PyObject *py_time_mask, *py_count_one, *py_key_shift_obj;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *imei_map;     /* preshed PreshMap: imei key -> code */
+    PyObject *flags;        /* array of device flags */
+    PyObject *owner;        /* array of device owners (0 = none) */
+    PyObject *histories;    /* dict imei -> packed int | History */
+    PyObject *detections;   /* dict imei -> Detection */
+    PyObject *grace_imeis;  /* dict imei -> count */
+    PyObject *observe;      /* state.observe (bound), or NULL when the packed update is done here */
+    PyObject *memory_observe; /* MemoryState.observe bound to the state (the History form) */
+    PyObject *owner_decision;
+    PyObject *registered_decision;
+    long long stop_flags;   /* BLOCKED | CLONED */
+    unsigned long long key_mix; /* eir.registry.KEY_MIX */
+    int restrict_non_owner;
+    int clone_detect;
+} FastCheck;
+
+static void
+FastCheck_dealloc(FastCheck *self)
+{
+    Py_XDECREF(self->imei_map);
+    Py_XDECREF(self->flags);
+    Py_XDECREF(self->owner);
+    Py_XDECREF(self->histories);
+    Py_XDECREF(self->detections);
+    Py_XDECREF(self->grace_imeis);
+    Py_XDECREF(self->observe);
+    Py_XDECREF(self->memory_observe);
+    Py_XDECREF(self->owner_decision);
+    Py_XDECREF(self->registered_decision);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"imei_map", "flags", "owner", "histories", "detections", "grace_imeis",
+                             "observe", "memory_observe", "owner_decision", "registered_decision",
+                             "stop_flags", "key_mix", "restrict_non_owner", "clone_detect", NULL};
+    PyObject *imei_map, *flags, *owner, *histories, *detections, *grace_imeis, *observe, *memory_observe;
+    PyObject *owner_decision, *registered_decision;
+    long long stop_flags;
+    unsigned long long key_mix;
+    int restrict_non_owner, clone_detect;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO!O!O!OOOOLKpp", kwlist, &imei_map, &flags, &owner,
+                                     &PyDict_Type, &histories, &PyDict_Type, &detections, &PyDict_Type,
+                                     &grace_imeis, &observe, &memory_observe, &owner_decision,
+                                     &registered_decision, &stop_flags, &key_mix, &restrict_non_owner,
+                                     &clone_detect))
+        return -1;
+#define SET(field, value) do { PyObject *tmp = (PyObject *)self->field; Py_XINCREF(value); \
+                               self->field = value; Py_XDECREF(tmp); } while (0)
+    SET(imei_map, imei_map);
+    SET(flags, flags);
+    SET(owner, owner);
+    SET(histories, histories);
+    SET(detections, detections);
+    SET(grace_imeis, grace_imeis);
+    if (observe == Py_None) {
+        SET(observe, (PyObject *)NULL);
+    } else {
+        SET(observe, observe);
+    }
+    SET(memory_observe, memory_observe);
+    SET(owner_decision, owner_decision);
+    SET(registered_decision, registered_decision);
+#undef SET
+    self->stop_flags = stop_flags;
+    self->key_mix = key_mix;
+    self->restrict_non_owner = restrict_non_owner;
+    self->clone_detect = clone_detect;
+    return 0;
+}
+
+/* An int attribute of the query as a C long long: 0 done (a new reference in *obj when obj is given),
+ * 1 not a plain int within 64 bits (left to Python), -1 error. */
+static int
+get_ll(PyObject *q, PyObject *name, long long *out, PyObject **obj)
+{
+    if (obj != NULL)
+        *obj = NULL;
+    PyObject *v = PyObject_GetAttr(q, name);
+    if (v == NULL)
+        return -1;
+    if (!PyLong_CheckExact(v)) {
+        Py_DECREF(v);
+        return 1; /* not a plain int: leave it to Python */
+    }
+    int overflow = 0;
+    *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || (*out == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        Py_DECREF(v);
+        return 1;
+    }
+    if (obj != NULL)
+        *obj = v;
+    else
+        Py_DECREF(v);
+    return 0;
+}
+
+/* array[dev] as a long long (the arrays hold non-negative 64-bit values). */
+static int
+item_ll(PyObject *seq, Py_ssize_t i, long long *out)
+{
+    PyObject *v = PySequence_GetItem(seq, i);
+    if (v == NULL)
+        return -1;
+    int overflow = 0;
+    *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+    Py_DECREF(v);
+    if (overflow) {
+        *out = -1; /* beyond int64: no MSISDN is; compares unequal to any subscriber */
+        return 0;
+    }
+    if (*out == -1 && PyErr_Occurred())
+        return -1;
+    return 0;
+}
+
+/* MemoryState.observe for the packed form: 0 done, 1 leave it to Python, -1 error. */
+static int
+observe_packed(FastCheck *self, PyObject *imei_obj, long long msisdn, long long slot, long long t)
+{
+    PyObject *hs = self->histories;
+    PyObject *v = PyDict_GetItemWithError(hs, imei_obj); /* borrowed */
+    if (v == NULL && PyErr_Occurred())
+        return -1;
+    long long key = (msisdn << SLOT_BITS) | slot;
+    PyObject *key_obj = PyLong_FromLongLong(key);
+    if (key_obj == NULL)
+        return -1;
+    PyObject *nv = NULL;
+    int rc = 1;
+    if (v == NULL) {
+        if (0 <= t && t <= TIME_MASK) {
+            /* key << KEY_SHIFT | 1 << COUNT_SHIFT | t << TIME_BITS | t */
+            PyObject *hi = PyNumber_Lshift(key_obj, py_key_shift_obj);
+            if (hi == NULL)
+                goto done_err;
+            unsigned long long low = ((unsigned long long)t << TIME_BITS) | (unsigned long long)t;
+            PyObject *lo = PyLong_FromUnsignedLongLong(low);
+            if (lo == NULL) {
+                Py_DECREF(hi);
+                goto done_err;
+            }
+            PyObject *a = PyNumber_Or(hi, py_count_one);
+            Py_DECREF(hi);
+            if (a == NULL) {
+                Py_DECREF(lo);
+                goto done_err;
+            }
+            nv = PyNumber_Or(a, lo);
+            Py_DECREF(a);
+            Py_DECREF(lo);
+            if (nv == NULL)
+                goto done_err;
+            rc = 0;
+        }
+    } else if (PyLong_CheckExact(v) && t <= TIME_MASK) {
+        PyObject *vk = PyNumber_Rshift(v, py_key_shift_obj);
+        if (vk == NULL)
+            goto done_err;
+        int same = PyObject_RichCompareBool(vk, key_obj, Py_EQ);
+        Py_DECREF(vk);
+        if (same < 0)
+            goto done_err;
+        if (same) {
+            PyObject *lastobj = PyNumber_And(v, py_time_mask);
+            if (lastobj == NULL)
+                goto done_err;
+            long long last = PyLong_AsLongLong(lastobj);
+            Py_DECREF(lastobj);
+            if (last == -1 && PyErr_Occurred())
+                goto done_err;
+            PyObject *a = PyNumber_Add(v, py_count_one);
+            if (a == NULL)
+                goto done_err;
+            if (t > last) {
+                PyObject *d = PyLong_FromLongLong(t - last);
+                if (d == NULL) {
+                    Py_DECREF(a);
+                    goto done_err;
+                }
+                nv = PyNumber_Add(a, d);
+                Py_DECREF(a);
+                Py_DECREF(d);
+                if (nv == NULL)
+                    goto done_err;
+            } else {
+                nv = a;
+            }
+            rc = 0;
+        }
+    }
+    if (rc == 0) {
+        int err = PyDict_SetItem(hs, imei_obj, nv);
+        Py_DECREF(nv);
+        Py_DECREF(key_obj);
+        return err < 0 ? -1 : 0;
+    }
+    Py_DECREF(key_obj);
+    return 1;
+done_err:
+    Py_DECREF(key_obj);
+    return -1;
+}
+
+static PyObject *
+FastCheck_call(FastCheck *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *q;
+    if (!PyArg_UnpackTuple(args, "FastCheck", 1, 1, &q))
+        return NULL;
+    PyObject *imei_obj = NULL, *sub_obj = NULL, *result = Py_None;
+    long long imei, sub, t, code, flags, owner;
+    int rc;
+
+    PyObject *roamer = PyObject_GetAttr(q, s_roamer);
+    if (roamer == NULL)
+        return NULL;
+    int is_roamer = PyObject_IsTrue(roamer);
+    Py_DECREF(roamer);
+    if (is_roamer != 0)
+        return is_roamer < 0 ? NULL : Py_NewRef(Py_None);
+    rc = get_ll(q, s_imei, &imei, &imei_obj);
+    if (rc != 0)
+        return rc < 0 ? NULL : Py_NewRef(Py_None);
+    if (imei < 0)
+        goto slow;
+    /* the IMEI map: key ((core + 2) * KEY_MIX) mod 2**64, as eir.index.imei_key */
+    unsigned long long mkey = ((unsigned long long)imei + 2ULL) * self->key_mix;
+    PyObject *mk = PyLong_FromUnsignedLongLong(mkey);
+    if (mk == NULL)
+        goto error;
+    PyObject *code_obj = PyObject_GetItem(self->imei_map, mk);
+    Py_DECREF(mk);
+    if (code_obj == NULL)
+        goto error;
+    if (code_obj == Py_None) {
+        Py_DECREF(code_obj);
+        goto slow; /* unregistered: traveler rules */
+    }
+    code = PyLong_AsLongLong(code_obj);
+    Py_DECREF(code_obj);
+    if (code == -1 && PyErr_Occurred())
+        goto error;
+    if (code <= 1 || (code & 1))
+        goto slow; /* unknown, or on the block list */
+    Py_ssize_t dev = (Py_ssize_t)((code >> 1) - 1);
+    if (item_ll(self->flags, dev, &flags) < 0)
+        goto error;
+    if (flags & self->stop_flags)
+        goto slow; /* blocked or cloned */
+    int has = PyDict_Contains(self->detections, imei_obj);
+    if (has != 0) {
+        if (has < 0)
+            goto error;
+        goto slow;
+    }
+    rc = get_ll(q, s_msisdn, &sub, &sub_obj);
+    if (rc != 0) {
+        if (rc < 0)
+            goto error;
+        goto slow;
+    }
+    if (self->clone_detect && sub != 0) {
+        PyObject *h = PyDict_GetItemWithError(self->histories, imei_obj); /* borrowed */
+        if (h == NULL && PyErr_Occurred())
+            goto error;
+        if (h != NULL && !PyLong_CheckExact(h))
+            goto slow; /* more than one subscriber seen: the clone check runs in Python */
+    }
+    if (item_ll(self->owner, dev, &owner) < 0)
+        goto error;
+    if (owner == 0)
+        goto slow; /* unowned: pre-registry or activation rules */
+    if (sub == owner)
+        result = self->owner_decision;
+    else if (!self->restrict_non_owner)
+        result = self->registered_decision;
+    else
+        goto slow;
+    has = PyDict_Contains(self->grace_imeis, imei_obj);
+    if (has != 0) {
+        if (has < 0)
+            goto error;
+        goto slow; /* graces may have to be dropped: Python */
+    }
+    /* Decided: record the attach (Engine.check: a known home subscriber on a well-formed IMEI). */
+    if (sub != 0) {
+        rc = get_ll(q, s_time, &t, NULL);
+        if (rc < 0)
+            goto error;
+        long long slotv = 0;
+        int rs = rc == 0 ? get_ll(q, s_slot, &slotv, NULL) : 1;
+        if (rs < 0)
+            goto error;
+        int done = 1;
+        if (rc == 0 && rs == 0 && self->observe == NULL && 0 <= slotv && slotv < (1 << SLOT_BITS)
+                && 0 < sub && sub < (1LL << 50)) {
+            done = observe_packed(self, imei_obj, sub, slotv, t);
+            if (done < 0)
+                goto error;
+        }
+        if (done) {
+            /* Not the packed case (or a store that records more): the state's own observe. */
+            PyObject *fn = self->observe != NULL ? self->observe : self->memory_observe;
+            PyObject *tv = PyObject_GetAttr(q, s_time);
+            PyObject *sv = tv != NULL ? PyObject_GetAttr(q, s_slot) : NULL;
+            PyObject *r = sv != NULL ? PyObject_CallFunctionObjArgs(fn, imei_obj, sub_obj, sv, tv, NULL) : NULL;
+            Py_XDECREF(tv);
+            Py_XDECREF(sv);
+            if (r == NULL)
+                goto error;
+            Py_DECREF(r);
+        }
+    }
+    Py_DECREF(imei_obj);
+    Py_XDECREF(sub_obj);
+    return Py_NewRef(result);
+slow:
+    Py_XDECREF(imei_obj);
+    Py_XDECREF(sub_obj);
+    return Py_NewRef(Py_None);
+error:
+    Py_XDECREF(imei_obj);
+    Py_XDECREF(sub_obj);
+    return NULL;
+}
+
+static PyTypeObject FastCheckType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "eir._fastpath.FastCheck",
+    .tp_doc = "The common attach in C: a Decision, or None for the Python path (see eir.engine).",
+    .tp_basicsize = sizeof(FastCheck),
+    .tp_itemsize = 0,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)FastCheck_init,
+    .tp_dealloc = (destructor)FastCheck_dealloc,
+    .tp_call = (ternaryfunc)FastCheck_call,
+};
+
+static struct PyModuleDef fastpath_module = {
+    PyModuleDef_HEAD_INIT, "eir._fastpath", "Optional C accelerator of the common attach (eir.engine).", -1,
+    NULL, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__fastpath(void)
+{
+    if (PyType_Ready(&FastCheckType) < 0)
+        return NULL;
+    s_imei = PyUnicode_InternFromString("imei");
+    s_msisdn = PyUnicode_InternFromString("msisdn");
+    s_slot = PyUnicode_InternFromString("slot");
+    s_time = PyUnicode_InternFromString("time");
+    s_roamer = PyUnicode_InternFromString("roamer");
+    py_time_mask = PyLong_FromLongLong(TIME_MASK);
+    py_key_shift_obj = PyLong_FromLong(KEY_SHIFT);
+    PyObject *one = PyLong_FromLong(1);
+    PyObject *sixty_four = PyLong_FromLong(2 * TIME_BITS);
+    py_count_one = (one && sixty_four) ? PyNumber_Lshift(one, sixty_four) : NULL;
+    Py_XDECREF(one);
+    Py_XDECREF(sixty_four);
+    if (!s_imei || !s_msisdn || !s_slot || !s_time || !s_roamer || !py_time_mask || !py_key_shift_obj
+            || !py_count_one)
+        return NULL;
+    PyObject *m = PyModule_Create(&fastpath_module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&FastCheckType);
+    if (PyModule_AddObject(m, "FastCheck", (PyObject *)&FastCheckType) < 0) {
+        Py_DECREF(&FastCheckType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    /* eir.engine checks these against eir.state before using the accelerator. */
+    if (PyModule_AddIntConstant(m, "KEY_SHIFT", KEY_SHIFT) < 0 || PyModule_AddIntConstant(m, "SLOT_BITS", SLOT_BITS) < 0
+            || PyModule_AddIntConstant(m, "TIME_BITS", TIME_BITS) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,67 @@
+"""The optional C accelerator of the common attach (``eir/_fastpath.c``), bound to a bundle and a state.
+
+About 80% of attaches are a registered, owned device that is neither blocked nor cloned, attached by its
+owner or (non-owners unrestricted) anyone: ``ALLOW OWNER`` / ``ALLOW REGISTERED`` with no effects, plus
+one update of the packed observation history. :func:`accelerator` returns a callable that decides and
+records exactly those in C and returns None for every other attach, which :class:`eir.engine.Engine`
+then decides in Python. The Python path is the reference and the fallback: when the extension was not
+built (no compiler or Python headers at install time), ``EIR_PURE_PYTHON=1`` is set, or its constants do
+not match :mod:`eir.state`, there is no accelerator and every attach takes the Python path.
+tests/test_fastpath.py checks that both paths give the same decisions, events and state.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from eir.index import BLOCKED, CLONED
+from eir.model import CONST, Decision, Query, Reason
+from eir.registry import KEY_MIX
+from eir.state import KEY_SHIFT, SLOT_BITS, TIME_BITS, MemoryState
+
+if TYPE_CHECKING:
+    from eir.engine import Bundle
+
+FastCheck = Callable[[Query], Decision | None]
+
+
+def _load() -> ModuleType | None:
+    if os.environ.get("EIR_PURE_PYTHON"):
+        return None
+    try:
+        _fastpath = importlib.import_module("eir._fastpath")
+    except ImportError:
+        return None
+    if (_fastpath.KEY_SHIFT, _fastpath.SLOT_BITS, _fastpath.TIME_BITS) != (KEY_SHIFT, SLOT_BITS, TIME_BITS):
+        return None  # built from another version of the packed history: not usable
+    return _fastpath
+
+
+_MODULE = _load()
+
+
+def available() -> bool:
+    """Whether the C accelerator is built and enabled in this process."""
+    return _MODULE is not None
+
+
+def accelerator(bundle: Bundle, state: MemoryState) -> FastCheck | None:
+    """The accelerator for ``bundle`` and ``state``, or None (the Python path decides everything)."""
+    if _MODULE is None:
+        return None
+    idx, r = bundle.index, bundle.rules
+    # A state that records more than MemoryState (the SQLite journal) keeps its own observe; the packed
+    # update is done in C only for MemoryState's.
+    own_observe = type(state).observe is not MemoryState.observe
+    fast: FastCheck = _MODULE.FastCheck(
+        imei_map=idx.imei_table(), flags=idx.flags, owner=idx.owner, histories=state.histories,
+        detections=state.detections, grace_imeis=state.grace_imeis,
+        observe=state.observe if own_observe else None, memory_observe=state.observe,
+        owner_decision=CONST[Reason.OWNER], registered_decision=CONST[Reason.REGISTERED],
+        stop_flags=BLOCKED | CLONED, key_mix=KEY_MIX, restrict_non_owner=r.restrict_non_owner,
+        clone_detect=r.clone_detect)
+    return fast

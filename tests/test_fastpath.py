@@ -1,0 +1,159 @@
+"""The C accelerator of the common attach (eir/_fastpath.c) against the pure-Python path (the reference).
+
+Every test runs the same attaches through an engine with the accelerator and one without, and compares
+decisions, events and the whole decision-relevant state. CI requires the extension to be built
+(``EIR_REQUIRE_FASTPATH=1`` in .ci/run); elsewhere the comparisons are skipped when it is not.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from eir import fastpath
+from eir.demo import write_demo
+from eir.engine import Bundle, Engine
+from eir.events import Event
+from eir.index import Index
+from eir.model import CONST, Query, Reason
+from eir.query import build_query
+from eir.replay import parse_rows, read_rows
+from eir.rules import RuleSet, load_rules
+from eir.snapshot import build_snapshot
+from eir.state import MemoryState, unpack_history
+from eir.store import SyncSqliteState
+from tests.conftest import RULES_DIR, T0, rules_with, write_jsonl
+from tests.strategies import attach_sequences, small_registries
+
+needs_fastpath = pytest.mark.skipif(not fastpath.available(), reason="eir._fastpath is not built")
+RULES = {
+    "default": load_rules(RULES_DIR / "default.toml"),
+    "strict": load_rules(RULES_DIR / "strict.toml"),
+    "clone1": rules_with(load_rules(RULES_DIR / "default.toml"), clone={"min_switchbacks": 1}),
+}
+
+
+def test_the_accelerator_is_built_where_required() -> None:
+    if os.environ.get("EIR_REQUIRE_FASTPATH"):
+        assert fastpath.available(), "eir._fastpath was not built (C compiler and Python headers needed)"
+
+
+def state_view(s: MemoryState) -> dict[str, Any]:
+    def hist(v: Any) -> Any:
+        h = unpack_history(v)
+        return h.last_msisdn, h.last_time, {k: list(r) for k, r in h.seen.items()}, h.switchbacks
+
+    return {
+        "histories": {k: hist(v) for k, v in s.histories.items()},
+        "graces": {k: (g.start, g.deadline) for k, g in s.graces.items()},
+        "grace_imeis": dict(s.grace_imeis),
+        "activations": {k: (a.first_seen, a.deadline) for k, a in s.activations.items()},
+        "windows": {k: (w.start, w.deadline, w.period_end, w.identity) for k, w in s.windows.items()},
+        "quotas": dict(s.quotas), "marks": dict(s.marks),
+        "detections": {k: (d.time, d.enforced, d.subscribers) for k, d in s.detections.items()},
+        "next_seq": s.next_seq,
+    }
+
+
+def run(index: Index, rules: RuleSet, queries: list[Query], state: MemoryState,
+        accelerate: bool) -> tuple[list[Any], list[dict[str, Any]], dict[str, Any]]:
+    events: list[Event] = []
+    engine = Engine(Bundle.of(index, rules), state, (events.append,), accelerate=accelerate)
+    assert engine.accelerated == (accelerate and fastpath.available())
+    out = [(d.reason, d.deadline, d.effects) for d in map(engine.check, queries)]
+    return out, [e.to_dict() for e in events], state_view(state)
+
+
+def _index(records: list[dict[str, Any]]) -> Index:
+    with tempfile.TemporaryDirectory() as d:
+        src = write_jsonl(Path(d) / "r.jsonl", records)
+        build_snapshot([src], Path(d) / "s.snap", skip_invalid=False)
+        return Index.from_snapshot(Path(d) / "s.snap")
+
+
+@needs_fastpath
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_registries(), st.one_of(attach_sequences(T0, 80), attach_sequences(T0, 80, dense=True)),
+       st.sampled_from(sorted(RULES)), st.sampled_from([None, "imsi"]))
+def test_accelerated_engine_equals_the_python_path(records: list[dict[str, Any]],
+                                                   rows: list[tuple[int, str, str, int]], rules: str,
+                                                   subscriber: str | None) -> None:
+    index, r = _index(records), RULES[rules]
+    queries = []
+    for t, imei, msisdn, slot in rows:
+        # Some attaches without a subscriber, and some by roamers: the paths the accelerator declines.
+        m = None if subscriber and t % 7 == 0 else ("+4915112345678" if t % 11 == 0 else msisdn)
+        queries.append(build_query(index, r, t, imei, m, slot))
+    assert run(index, r, queries, MemoryState(), True) == run(index, r, queries, MemoryState(), False)
+
+
+@needs_fastpath
+def test_accelerated_engine_equals_the_python_path_on_the_demo_with_durable_state(tmp_path: Path) -> None:
+    # The demo mix (every population), in memory and with the SQLite journal (whose observe the C code
+    # calls instead of updating the packed history itself).
+    demo = tmp_path / "demo"
+    write_demo(demo, 2_000, 30_000, 5)
+    build_snapshot([demo / "registry.jsonl"], demo / "snap.eirsnap", skip_invalid=False)
+    index = Index.from_snapshot(demo / "snap.eirsnap")
+    r = RULES["default"]
+    probe = Engine(Bundle.of(index, r), MemoryState())
+    queries = [q for _, _, q in parse_rows(read_rows(demo / "attaches.csv"), probe, lambda bad: None)]
+    fast = run(index, r, queries, MemoryState(), True)
+    assert fast == run(index, r, queries, MemoryState(), False)
+    assert sum(d[0] is Reason.OWNER for d in fast[0]) > len(queries) // 2  # the accelerated case dominates
+    with SyncSqliteState.open(tmp_path / "a.db") as a, SyncSqliteState.open(tmp_path / "b.db") as b:
+        durable = run(index, r, queries, a, True)
+        assert durable == run(index, r, queries, b, False)
+        a.commit()
+        b.commit()
+        assert a.history_rows(queries[0].imei) == b.history_rows(queries[0].imei)
+    assert durable[:2] == fast[:2]
+
+
+@needs_fastpath
+def test_control_plane_changes_in_place_are_seen(tmp_path: Path) -> None:
+    owner, other = 989121234567, 989127654321
+    index = _index([{"type": "device", "imeis": ["356938035643809"], "owner": "09121234567"}])
+    r = RULES["default"]
+    engine = Engine(Bundle.of(index, r), MemoryState())
+    assert engine.accelerated
+    core = 35693803564380
+    assert engine.check(Query(T0, core, owner)).reason is Reason.OWNER
+    dev = (index.lookup(core) >> 1) - 1
+    index.set_owner(dev, other, T0)
+    assert engine.check(Query(T0 + 1, core, owner)).reason is Reason.REGISTERED
+    assert engine.check(Query(T0 + 2, core, other)).reason is Reason.OWNER
+    index.set_blacklist(core, "stolen")
+    assert engine.check(Query(T0 + 3, core, other)).reason is Reason.BLACKLISTED
+
+
+def test_pure_python_when_disabled() -> None:
+    index = _index([{"type": "device", "imeis": ["356938035643809"], "owner": "09121234567"}])
+    engine = Engine(Bundle.of(index, RULES["default"]), MemoryState(), accelerate=False)
+    assert not engine.accelerated
+    assert engine.check(Query(T0, 35693803564380, 989121234567)).reason is Reason.OWNER
+
+
+@needs_fastpath
+def test_the_accelerator_decides_only_the_common_attach() -> None:
+    index = _index([{"type": "device", "imeis": ["356938035643809"], "owner": "09121234567"},
+                    {"type": "device", "imeis": ["356938035643817"], "owner": None}])
+    state = MemoryState()
+    fast = fastpath.accelerator(Bundle.of(index, RULES["default"]), state)
+    assert fast is not None
+    owned, unowned, unknown = 35693803564380, 35693803564381, 35693803564399
+    assert fast(Query(T0, owned, 989121234567)) is CONST[Reason.OWNER]
+    assert fast(Query(T0, owned, 989127654321, 2)) is CONST[Reason.REGISTERED]
+    assert set(state.histories) == {owned}  # recorded: promoted to a History by the second subscriber
+    assert fast(Query(T0, owned, 989121234567, roamer=True)) is None
+    assert fast(Query(T0, owned, 989121234567)) is None  # two subscribers seen: the clone check is Python's
+    assert fast(Query(T0, unowned, 989121234567)) is None
+    assert fast(Query(T0, unknown, 989121234567)) is None
+    assert fast(Query(T0, -1, 989121234567)) is None
+    assert set(state.histories) == {owned}  # declined attaches leave the state alone
