@@ -10,8 +10,8 @@ lives in the inherited dicts) that also journal every change to SQLite (two file
   answering a decision that created or read one (:meth:`SqliteState.needs_barrier`). A second task
   writes the *soft* observation history every ``observation_flush_s`` on its own thread and file;
   nothing ever waits for it.
-* :class:`SyncSqliteState` (``eir replay --state``): the same journal, committed inline every
-  ``replay_commit_rows`` attaches and at close; no event loop, no thread.
+* :class:`~eir.store_sync.SyncSqliteState` (``eir replay --state``, :mod:`eir.store_sync`): the same
+  journal, committed inline every ``replay_commit_rows`` attaches and at close; no event loop, no thread.
 
 Both load only the hot state at open (:mod:`eir.store_hot`) and prune what can no longer change a
 decision. Details, guarantees and what a crash can lose: ``docs/state.md``.
@@ -32,10 +32,9 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import orjson
 
 from eir.events import Event
-from eir.state import MAX_OBSERVATIONS_PER_IMEI, SLOT_BITS
+from eir.store_conn import HistoryRow, closer, connect_history, merge_pending, observations
 from eir.store_journal import Journal, RulesProvider, StoreConfig
 from eir.store_schema import (
-    SELECT_OBSERVATIONS,
     Batch,
     StoreError,
     connect,
@@ -44,7 +43,6 @@ from eir.store_schema import (
     encode_batch,
     encode_history,
     history_path,
-    iter_events,
     read_events,
     write_batch,
     write_history,
@@ -53,13 +51,11 @@ from eir.store_schema import (
 if TYPE_CHECKING:
     from eir.model import Decision
 
-__all__ = ["DEFAULT_STATE_PATH", "RulesProvider", "SqliteState", "StoreConfig", "StoreError", "SyncSqliteState"]
+__all__ = ["DEFAULT_STATE_PATH", "RulesProvider", "SqliteState", "StoreConfig", "StoreError"]
 
 #: Where ``eir serve`` keeps its state when no ``--state`` is given (relative to the working directory).
 DEFAULT_STATE_PATH: Final = Path("var/eir-state.db")
 
-HistoryRow = tuple[int, int, int, int, int]  # msisdn, slot, first, last, count
-SLOT_MASK: Final = (1 << SLOT_BITS) - 1
 _T = TypeVar("_T")
 
 log = logging.getLogger("eir.store")
@@ -125,7 +121,7 @@ class SqliteState(Journal):
         try:
             sync = self.config.synchronous
             self._conn = await loop.run_in_executor(self._executor, connect, self.path, sync)
-            self._hconn = await loop.run_in_executor(self._hexecutor, _connect_history, self.path)
+            self._hconn = await loop.run_in_executor(self._hexecutor, connect_history, self.path)
             # Both connections are idle until the writers start: loading reads them from one thread.
             await loop.run_in_executor(self._executor, self._load_both)
             # Delivery reads use their own connections: WAL readers never wait for the writers and
@@ -272,8 +268,8 @@ class SqliteState(Journal):
             for name in conn_names:
                 conn: sqlite3.Connection | None = getattr(self, name)
                 if conn is not None:
-                    closer = conn.close if name in ("_reader", "_hreader") else _closer(conn)
-                    await loop.run_in_executor(executor, closer)
+                    close = conn.close if name in ("_reader", "_hreader") else closer(conn)
+                    await loop.run_in_executor(executor, close)
                     setattr(self, name, None)
             executor.shutdown(wait=True)
             setattr(self, ex_name, None)
@@ -325,8 +321,8 @@ class SqliteState(Journal):
         Merges the committed rows with the attaches not written yet (during the instant a history
         write commits, its attaches may be counted on both sides).
         """
-        rows = await self._read(self._hreader, _observations, imei)
-        return _merge_pending(rows, imei, (*self._hinflight, *self._obs))
+        rows = await self._read(self._hreader, observations, imei)
+        return merge_pending(rows, imei, (*self._hinflight, *self._obs))
 
     async def _read(self, conn: sqlite3.Connection | None, fn: Callable[..., _T], *args: Any) -> _T:
         """Run ``fn(conn, *args)`` on the reader thread."""
@@ -346,7 +342,7 @@ class SqliteState(Journal):
             "committed_seq": self.committed_seq,
             "outbox_backlog": self.committed_seq - min(self.consumers.values(), default=self.committed_seq),
             "pending_events": len(self._new_events),
-            "pending_observations": len(self._obs) + len(self._hinflight),
+            "pendingobservations": len(self._obs) + len(self._hinflight),
             "graces": len(self.graces), "activations": len(self.activations), "windows": len(self.windows),
             "quotas": len(self.quotas), "detections": len(self.detections), "marks": len(self.marks),
             "histories": len(self.histories),
@@ -477,163 +473,3 @@ class SqliteState(Journal):
                 st["history_seconds_total"] += elapsed
                 if elapsed > st["history_seconds_max"]:
                     st["history_seconds_max"] = elapsed
-
-
-def _connect_history(path: Path) -> sqlite3.Connection:
-    # Soft data: NORMAL is enough (kill -9 loses nothing committed; a power cut may lose the last
-    # writes of counts, never a promise). The service loads through it on the state thread, then hands
-    # it to the history thread: one user at a time.
-    return connect(history_path(path), "NORMAL", history=True, check_same_thread=False)
-
-
-def _observations(conn: sqlite3.Connection, imei: int) -> list[HistoryRow]:
-    return [(int(m), int(s), int(f), int(la), int(c)) for m, s, f, la, c in conn.execute(SELECT_OBSERVATIONS, (imei,))]
-
-
-def _merge_pending(rows: list[HistoryRow], imei: int, pending: Any) -> list[HistoryRow]:
-    merged: dict[tuple[int, int], list[int]] = {(m, s): [f, la, c] for m, s, f, la, c in rows}
-    for i, key, t in pending:
-        if i != imei:
-            continue
-        m, s = key >> SLOT_BITS, key & SLOT_MASK
-        rec = merged.get((m, s))
-        if rec is None:
-            merged[(m, s)] = [t, t, 1]
-        else:
-            rec[0], rec[1], rec[2] = min(rec[0], t), max(rec[1], t), rec[2] + 1
-    out = [(m, s, r[0], r[1], r[2]) for (m, s), r in merged.items()]
-    out.sort(key=lambda r: -r[3])
-    return out[:MAX_OBSERVATIONS_PER_IMEI]
-
-
-def _closer(conn: sqlite3.Connection) -> Callable[[], None]:
-    def close() -> None:
-        # A clean close checkpoints the WAL into the database file, so the next open reads one file.
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("PRAGMA optimize")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.close()
-
-    return close
-
-
-class SyncSqliteState(Journal):
-    """The durable state for ``eir replay --state``: same files and journal, committed inline.
-
-    Commits every ``replay_commit_rows`` attaches (always between two attaches, so a crash leaves a
-    consistent prefix) and at :meth:`close`. Use as a context manager or call :meth:`close`.
-    """
-
-    def __init__(self, path: Path, config: StoreConfig, rules: RulesProvider | None,
-                 clock: Callable[[], float] | None = None) -> None:
-        super().__init__(path, config, rules, clock)
-        self._conn: sqlite3.Connection | None = None
-        self._hconn: sqlite3.Connection | None = None
-        self._since_prune = 0
-        self.commits = 0
-
-    @classmethod
-    def open(cls, path: str | Path, config: StoreConfig | None = None, *,
-             rules: RulesProvider | None = None, clock: Callable[[], float] | None = None) -> SyncSqliteState:
-        """Open (or create) the state and load the hot state (``rules``, ``clock``: as in
-        :meth:`SqliteState.open`)."""
-        self = cls(Path(path), config or StoreConfig(), rules, clock)
-        self._observe_limit = self.config.replay_commit_rows
-        self._lock.acquire()
-        try:
-            self._conn = connect(self.path, self.config.synchronous)
-            self._hconn = _connect_history(self.path)
-            self._load(self._conn, self._hconn)
-        except sqlite3.Error as e:
-            self._abort()
-            raise StoreError(f"{self.path}: cannot open the state database: {e}") from e
-        except BaseException:
-            self._abort()
-            raise
-        return self
-
-    def _abort(self) -> None:
-        for conn in (self._conn, self._hconn):
-            if conn is not None:
-                conn.close()
-        self._conn = self._hconn = None
-        self._close_lock()
-
-    def _observed_enough(self) -> None:
-        # Engine.check applies a decision's effects before it observes the attach: committing here
-        # always commits whole attaches.
-        self.commit()
-
-    def commit(self) -> None:
-        """Write everything changed so far (promises, then the history)."""
-        if self._conn is None or self._hconn is None:
-            raise StoreError("state database is closed")
-        self._since_prune += len(self._obs)
-        if self._rules is not None and self._since_prune >= self.config.replay_prune_rows:
-            self._since_prune = 0
-            for _ in self._prune_steps():
-                pass
-        b = Batch()
-        self._take_promises(b)
-        self._take_maintenance(b, len(self._maintenance))
-        try:
-            if len(b):
-                write_batch(self._conn, b)
-        except sqlite3.Error as e:
-            self._requeue(b)
-            raise StoreError(f"{self.path}: state commit failed: {e}") from e
-        self._committed(b)
-        while self._obs or self._trim:
-            hb = self._take_history()
-            try:
-                write_history(self._hconn, hb)
-            except sqlite3.Error as e:
-                self._requeue_history(hb)
-                raise StoreError(f"{self.path}: history write failed: {e}") from e
-        self.commits += 1
-
-    def prune(self) -> int:
-        """One pruning pass now (also run every ``replay_prune_rows`` attaches)."""
-        dropped = 0
-        for n in self._prune_steps():
-            dropped = n
-        return dropped
-
-    def events_after(self, seq: int, limit: int) -> Iterator[Event]:
-        """Committed outbox events after ``seq`` (call :meth:`commit` first to include the latest)."""
-        if self._conn is None:
-            raise StoreError("state database is closed")
-        for _, body in read_events(self._conn, seq, limit):
-            yield Event.from_dict(orjson.loads(body))
-
-    def iter_event_rows(self, after: int = 0) -> Iterator[tuple[int, bytes]]:
-        """Every committed ``(seq, JSON bytes)`` after ``after``."""
-        if self._conn is None:
-            raise StoreError("state database is closed")
-        return iter_events(self._conn, after)
-
-    def history_rows(self, imei: int) -> list[HistoryRow]:
-        """The committed observation history of an IMEI (commit first to include the latest)."""
-        if self._hconn is None:
-            raise StoreError("state database is closed")
-        return _observations(self._hconn, imei)[:MAX_OBSERVATIONS_PER_IMEI]
-
-    def close(self) -> None:
-        """Commit (pruning first when rules are known) and release the database."""
-        if self._conn is None or self._hconn is None:
-            return
-        try:
-            if self._rules is not None:
-                self.prune()
-            self.commit()
-        finally:
-            _closer(self._conn)()
-            _closer(self._hconn)()
-            self._conn = self._hconn = None
-            self._close_lock()
-
-    def __enter__(self) -> SyncSqliteState:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -133,7 +133,7 @@ def test_events_tail_prints_committed_events_as_json_lines(tmp_path: Path) -> No
     from click.testing import CliRunner
 
     from eir.cli import main
-    from eir.store import SyncSqliteState
+    from eir.store_sync import SyncSqliteState
 
     path = tmp_path / "state.db"
     with SyncSqliteState.open(path) as st:
@@ -158,7 +158,7 @@ def test_events_tail_follow_sees_events_of_a_running_writer(tmp_path: Path) -> N
     import subprocess
     import sys
 
-    from eir.store import SyncSqliteState
+    from eir.store_sync import SyncSqliteState
 
     path = tmp_path / "state.db"
     st = SyncSqliteState.open(path)

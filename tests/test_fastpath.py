@@ -27,7 +27,7 @@ from eir.replay import parse_rows, read_rows
 from eir.rules import RuleSet, load_rules
 from eir.snapshot import build_snapshot
 from eir.state import MemoryState, unpack_history
-from eir.store import SyncSqliteState
+from eir.store_sync import SyncSqliteState
 from tests.conftest import RULES_DIR, T0, rules_with, write_jsonl
 from tests.strategies import attach_sequences, small_registries
 

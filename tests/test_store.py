@@ -25,8 +25,9 @@ from eir.replay import parse_rows, read_rows
 from eir.rules import RuleSet
 from eir.snapshot import build_snapshot
 from eir.state import MAX_OBSERVATIONS_PER_IMEI, Detection, MemoryState, Observed, TravelerWindow, unpack_history
-from eir.store import SqliteState, StoreConfig, StoreError, SyncSqliteState
+from eir.store import SqliteState, StoreConfig, StoreError
 from eir.store_schema import history_path
+from eir.store_sync import SyncSqliteState
 from tests.conftest import DAY, T0
 
 #: Wall clocks for the stores under test: the pruning clock never runs ahead of it.

@@ -163,7 +163,8 @@ def _open_state(path: Path | None, rules: RuleSet) -> Iterator[MemoryState]:
     if path is None:
         yield MemoryState(keep_outbox=False)
         return
-    from eir.store import StoreError, SyncSqliteState
+    from eir.store import StoreError
+    from eir.store_sync import SyncSqliteState
 
     try:
         store = SyncSqliteState.open(path, rules=lambda: rules)
