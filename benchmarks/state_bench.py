@@ -55,8 +55,9 @@ from eir.replay import BadRow, parse_rows, read_rows
 from eir.rules import RuleSet, load_rules
 from eir.snapshot import build_snapshot
 from eir.state import MemoryState
-from eir.store import SqliteState, StoreConfig, SyncSqliteState
+from eir.store import SqliteState, StoreConfig
 from eir.store_schema import database_bytes, history_path
+from eir.store_sync import SyncSqliteState
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Key offset per synthetic copy: above every 14-digit IMEI core, so copies never collide.
