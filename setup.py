@@ -7,6 +7,6 @@ that both paths agree).
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("eir._fastpath", ["eir/_fastpath.c"], optional=True,
+setup(ext_modules=[Extension("eir._fastpath", ["eir/_fastpath.c"], depends=["eir/_ident.h"], optional=True,
                              extra_compile_args=["-Wall", "-Wextra", "-Wno-unused-parameter",
                                                  "-Wno-missing-field-initializers"])])

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from eir.decide import decide
 from eir.events import OPS_EVENTS, Event, Renderer
-from eir.fastpath import accelerator
+from eir.fastpath import FastCheck, accelerator
 from eir.model import (
     ActivationStart,
     CloneDetect,
@@ -71,6 +71,12 @@ class Engine:
     def accelerated(self) -> bool:
         """Whether the common attach is decided by the C accelerator."""
         return self._fast is not None
+
+    @property
+    def fast(self) -> FastCheck | None:
+        """The C accelerator bound to this engine's bundle and state (its ``check_raw`` takes raw values),
+        or None; a decision it returns needs nothing more from the engine (no effects, already observed)."""
+        return self._fast
 
     def swap(self, bundle: Bundle) -> Bundle:
         """Replace the index/rules in one step; returns the previous bundle."""

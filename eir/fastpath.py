@@ -8,25 +8,43 @@ then decides in Python. The Python path is the reference and the fallback: when 
 built (no compiler or Python headers at install time), ``EIR_PURE_PYTHON=1`` is set, or its constants do
 not match :mod:`eir.state`, there is no accelerator and every attach takes the Python path.
 tests/test_fastpath.py checks that both paths give the same decisions, events and state.
+
+The accelerator also takes an attach's raw values (:meth:`FastCheck.check_raw`): the common forms of the
+identifiers are parsed in C as :func:`eir.query.build_query` parses them (eir/_ident.h), so the common
+attach needs no Query at all; any other form, every error and every other attach return None, and the
+caller takes the Python path (tests/test_fastpath_raw.py holds the C parsing to eir.identifiers).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from eir.identifiers import MAX_SLOT
 from eir.index import BLOCKED, CLONED
 from eir.model import CONST, Decision, Query, Reason
+from eir.query import MAX_EPOCH, MAX_FIELD_CHARS, MIN_EPOCH
 from eir.registry import KEY_MIX
 from eir.state import KEY_SHIFT, SLOT_BITS, TIME_BITS, MemoryState
 
 if TYPE_CHECKING:
     from eir.engine import Bundle
 
-FastCheck = Callable[[Query], Decision | None]
+
+
+class FastCheck(Protocol):
+    """The accelerator bound to a bundle and a state (``eir._fastpath.FastCheck``)."""
+
+    def __call__(self, q: Query, /) -> Decision | None:
+        """The shared Decision of a common attach (recorded in the history), else None (untouched)."""
+
+    def check_raw(self, imei: object, msisdn: object, slot: object, time: object, imsi: object = None,
+                  /) -> Decision | None:
+        """As ``__call__`` on ``build_query(index, rules, time, imei, msisdn, slot, imsi)`` (``time``: epoch
+        seconds, int or float): None also for every form it does not parse and every value that
+        build_query would refuse, so the caller builds the Query (and gets its RequestError) itself."""
 
 
 def _load() -> ModuleType | None:
@@ -36,8 +54,10 @@ def _load() -> ModuleType | None:
         _fastpath = importlib.import_module("eir._fastpath")
     except ImportError:
         return None
-    if (_fastpath.KEY_SHIFT, _fastpath.SLOT_BITS, _fastpath.TIME_BITS) != (KEY_SHIFT, SLOT_BITS, TIME_BITS):
-        return None  # built from another version of the packed history: not usable
+    built = (_fastpath.KEY_SHIFT, _fastpath.SLOT_BITS, _fastpath.TIME_BITS, _fastpath.MAX_FIELD_CHARS,
+             _fastpath.MAX_SLOT, _fastpath.MIN_EPOCH, _fastpath.MAX_EPOCH)
+    if built != (KEY_SHIFT, SLOT_BITS, TIME_BITS, MAX_FIELD_CHARS, MAX_SLOT, MIN_EPOCH, MAX_EPOCH):
+        return None  # built from another version of the packed history or the request bounds: not usable
     return _fastpath
 
 
@@ -63,5 +83,7 @@ def accelerator(bundle: Bundle, state: MemoryState) -> FastCheck | None:
         observe=state.observe if own_observe else None, memory_observe=state.observe,
         owner_decision=CONST[Reason.OWNER], registered_decision=CONST[Reason.REGISTERED],
         stop_flags=BLOCKED | CLONED, key_mix=KEY_MIX, restrict_non_owner=r.restrict_non_owner,
-        clone_detect=r.clone_detect)
+        clone_detect=r.clone_detect, deny_invalid_check_digit=r.imei.deny_invalid_check_digit,
+        deny_test_imeis=r.imei.deny_test_imeis, country_code=r.plan.country_code,
+        national_mobile_length=r.plan.national_mobile_length)
     return fast
