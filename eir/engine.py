@@ -134,13 +134,13 @@ class Engine:
         return ev
 
     def _emit(self, q: Query, n: Notice, b: Bundle) -> None:
-        ev = Event(type=n.type, time=q.time, imei=n.imei, msisdn=n.msisdn or None, slot=n.slot,
-                   reason=n.reason.value if n.reason is not None else None, deadline=n.deadline,
-                   subscribers=n.subscribers)
+        ev = Event(n.type, q.time, n.imei, n.msisdn or None, n.slot,
+                   n.reason.value if n.reason is not None else None, n.deadline, None, None, n.subscribers)
         if self.texts:
+            # Rendered when first read (the outbox writer, delivery), not here; the model is looked up now,
+            # so that a pending text holds no reference to the index (a reload may replace it).
             code = b.index.lookup(n.imei)
-            model = b.index.model((code >> 1) - 1) if code > 1 else ""
-            ev.text_fa, ev.text_en = b.renderer.render(ev, model)
+            ev.defer_texts(b.renderer, b.index.model((code >> 1) - 1) if code > 1 else "")
         self.state.put_mark(n.mark, q.time)
         self.state.append_event(ev)
         for sink in self.sinks:

@@ -8,7 +8,6 @@ always renders as ``***``, as in the registry's own messages.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any, Final
 
 import jdatetime
@@ -36,23 +35,87 @@ def iso_utc(t: int | None) -> str | None:
     return dt.datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(slots=True)
 class Event:
-    """One event of the outbox; ``seq`` is assigned by the state when the event is appended."""
+    """One event of the outbox; ``seq`` is assigned by the state when the event is appended.
 
-    type: str
-    time: int
-    imei: int
-    msisdn: int | None
-    slot: int
-    reason: str | None
-    deadline: int | None
-    text_fa: str | None = None
-    text_en: str | None = None
-    subscribers: tuple[int, ...] = ()
-    seq: int = 0
-    #: Control-plane events: what changed (string values only; never a code or a token).
-    detail: dict[str, str] | None = None
+    The subscriber texts may be *pending* (:meth:`defer_texts`): they are rendered on first read of
+    ``text_fa`` / ``text_en`` - when the outbox is written or the event delivered - not in the decision,
+    since rendering (Persian digits, Jalali dates, two templates) is most of the cost of an event and an
+    event nobody reads (a replay that counts events, a benchmark) never needs them. The result is the
+    same as rendering at once: the renderer and the model are captured when the event is made, and the
+    fields a text depends on are not changed after.
+    """
+
+    __slots__ = ("_en", "_fa", "_pending", "deadline", "detail", "imei", "msisdn", "reason", "seq", "slot",
+                 "subscribers", "time", "type")
+
+    def __init__(self, type: str, time: int, imei: int, msisdn: int | None, slot: int, reason: str | None,
+                 deadline: int | None, text_fa: str | None = None, text_en: str | None = None,
+                 subscribers: tuple[int, ...] = (), seq: int = 0, detail: dict[str, str] | None = None) -> None:
+        self.type = type
+        self.time = time
+        self.imei = imei
+        self.msisdn = msisdn
+        self.slot = slot
+        self.reason = reason
+        self.deadline = deadline
+        self._fa = text_fa
+        self._en = text_en
+        self._pending: tuple[Renderer, str] | None = None
+        self.subscribers = subscribers
+        self.seq = seq
+        #: Control-plane events: what changed (string values only; never a code or a token).
+        self.detail = detail
+
+    def defer_texts(self, renderer: Renderer, model: str) -> None:
+        """Render the texts with ``renderer`` (and the device's ``model``) when first read."""
+        self._pending = (renderer, model)
+
+    def _render(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._fa, self._en = pending[0].render(self, pending[1])
+
+    @property
+    def text_fa(self) -> str | None:
+        """The Persian subscriber text (None for ops events and events without a subscriber)."""
+        if self._pending is not None:
+            self._render()
+        return self._fa
+
+    @text_fa.setter
+    def text_fa(self, value: str | None) -> None:
+        self._pending = None
+        self._fa = value
+
+    @property
+    def text_en(self) -> str | None:
+        """The English subscriber text."""
+        if self._pending is not None:
+            self._render()
+        return self._en
+
+    @text_en.setter
+    def text_en(self, value: str | None) -> None:
+        self._pending = None
+        self._en = value
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.type, self.time, self.imei, self.msisdn, self.slot, self.reason, self.deadline,
+                self.text_fa, self.text_en, self.subscribers, self.seq, self.detail)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Event)
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable (seq, texts), as the dataclass it replaces
+
+    def __repr__(self) -> str:
+        names = ("type", "time", "imei", "msisdn", "slot", "reason", "deadline", "text_fa", "text_en",
+                 "subscribers", "seq", "detail")
+        return "Event(" + ", ".join(f"{n}={v!r}" for n, v in zip(names, self._fields(), strict=True)) + ")"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (SPEC §5 fields; times as ISO 8601 UTC)."""

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from eir.engine import Bundle
+from eir.events import Renderer
 from eir.identifiers import imei15
 from eir.index import Index
 from eir.model import Reason, Verdict
@@ -308,3 +310,19 @@ def test_unregistered_device_notice(h: Harness) -> None:
     assert (d.verdict, d.reason, d.deadline) == (Verdict.DENY, Reason.UNREGISTERED, None)
     h.check(T0 + 2 * DAY, UNREG_2, TRAVELER)
     assert h.types().count("UNREGISTERED_DEVICE") == 1
+
+
+def test_event_texts_are_those_of_the_bundle_of_the_decision(index: Index, default_rules: RuleSet) -> None:
+    # Texts render when read (the outbox writer), with the renderer of the bundle that decided: a reload
+    # in between changes nothing.
+    h = Harness(index, default_rules)
+    h.check(T0, CLONED_1, OTHER)
+    ev = h.events[-1]
+    assert ev.type == "CLONE_GRACE_STARTED" and ev._pending is not None
+    r = default_rules
+    changed = {"fa": dict(r.messages["fa"]), "en": {**r.messages["en"], "CLONE_GRACE_STARTED": "changed {imei}"}}
+    h.engine.swap(Bundle(index, r, Renderer(changed, r.tz, r.plan)))
+    eager = Renderer(r.messages, r.tz, r.plan).render(ev, "")
+    assert (ev.text_fa, ev.text_en) == eager and "changed" not in (ev.text_en or "")
+    h.check(T0 + 1, CLONED_2, OTHER)
+    assert h.events[-1].text_en == "changed " + imei(4)

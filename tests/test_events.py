@@ -45,3 +45,23 @@ def test_ops_events_have_no_text_and_round_trip() -> None:
                 "fa", "en", seq=8)
     assert Event.from_dict(sub.to_dict()) == sub
     assert sub.to_dict()["imei"] == "01234567890123"
+
+
+def test_deferred_texts_equal_the_texts_rendered_at_once() -> None:
+    r = load_rules(RULES_DIR / "default.toml")
+    ren = Renderer(r.messages, r.tz, r.plan)
+    now = Event("CLONE_GRACE_STARTED", T0, 35693803000001, 989121234567, 1, "CLONE_GRACE", T0 + 30 * 86400)
+    now.text_fa, now.text_en = ren.render(now, "Galaxy")
+    later = Event("CLONE_GRACE_STARTED", T0, 35693803000001, 989121234567, 1, "CLONE_GRACE", T0 + 30 * 86400)
+    later.defer_texts(ren, "Galaxy")
+    assert later._pending is not None  # nothing rendered until read
+    assert later.to_dict() == now.to_dict() and later == now and repr(later) == repr(now)
+    assert later._pending is None and later.text_fa == now.text_fa and later.text_en == now.text_en
+    # Setting a text replaces a pending render; events without a template keep None.
+    set_ = Event("GRACE_REMINDER", T0, 35693803000001, 989121234567, 1, "CLONE_GRACE", T0 + 86400)
+    set_.defer_texts(ren, "Galaxy")
+    set_.text_en = "given"
+    assert set_.text_en == "given" and set_.text_fa is None
+    ops = Event("CLONE_DETECTED", T0, 35693803000001, 989121234567, 1, None, None)
+    ops.defer_texts(ren, "Galaxy")
+    assert (ops.text_fa, ops.text_en) == (None, None) and ops != now
