@@ -7,6 +7,7 @@ that both paths agree).
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("eir._fastpath", ["eir/_fastpath.c"], depends=["eir/_ident.h"], optional=True,
+setup(ext_modules=[Extension("eir._fastpath", ["eir/_fastpath.c", "eir/_fastpath_raw.c"],
+                             depends=["eir/_fastpath.h", "eir/_ident.h"], optional=True,
                              extra_compile_args=["-Wall", "-Wextra", "-Wno-unused-parameter",
                                                  "-Wno-missing-field-initializers"])])

@@ -13,55 +13,12 @@
  * here (eir/_ident.h, as eir.query.build_query parses them); any other form, any value build_query
  * would refuse, and every attach the common case does not cover give None (tests/test_fastpath_raw.py).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <math.h>
 #include <stdint.h>
 
-#include "_ident.h"
-
-#define SLOT_BITS 5
-#define TIME_BITS 32
-#define TIME_MASK 0xFFFFFFFFLL
-#define KEY_SHIFT 104
-/* eir.query's bounds of a request value (checked against it by eir.fastpath) */
-#define MAX_FIELD_CHARS 64
-#define MAX_SLOT 16
-#define MIN_EPOCH 946684800LL
-#define MAX_EPOCH 4102444800LL
+#include "_fastpath.h"
 
 static PyObject *s_imei, *s_msisdn, *s_slot, *s_time, *s_roamer;
 static PyObject *py_time_mask, *py_count_one, *py_key_shift_obj;
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *imei_map;     /* preshed PreshMap: imei key -> code */
-    PyObject *flags;        /* array of device flags */
-    PyObject *owner;        /* array of device owners (0 = none) */
-    PyObject *histories;    /* dict imei -> packed int | History */
-    PyObject *detections;   /* dict imei -> Detection */
-    PyObject *grace_imeis;  /* dict imei -> count */
-    PyObject *observe;      /* state.observe (bound), or NULL when the packed update is done here */
-    PyObject *memory_observe; /* MemoryState.observe bound to the state (the History form) */
-    PyObject *owner_decision;
-    PyObject *registered_decision;
-    long long stop_flags;   /* BLOCKED | CLONED */
-    unsigned long long key_mix; /* eir.registry.KEY_MIX */
-    int restrict_non_owner;
-    int clone_detect;
-    /* the raw entry point's parsing policy (rules [imei] and the numbering plan) */
-    int deny_invalid_check_digit;
-    int deny_test_imeis;
-    char cc[IDENT_MAX_CC + 1];  /* the home country code */
-    size_t cc_len;
-    Py_ssize_t nml;             /* national mobile number length (0: none); -1: MSISDNs left to Python */
-} FastCheck;
-
-/* One attach parsed by parse_raw. */
-typedef struct {
-    long long imei, sub, slot, time;
-    int roamer;
-} RawAttach;
 
 static void
 FastCheck_dealloc(FastCheck *self)
@@ -76,6 +33,7 @@ FastCheck_dealloc(FastCheck *self)
     Py_XDECREF(self->memory_observe);
     Py_XDECREF(self->owner_decision);
     Py_XDECREF(self->registered_decision);
+    Py_XDECREF(self->query_type);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -86,19 +44,19 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
                              "observe", "memory_observe", "owner_decision", "registered_decision",
                              "stop_flags", "key_mix", "restrict_non_owner", "clone_detect",
                              "deny_invalid_check_digit", "deny_test_imeis", "country_code",
-                             "national_mobile_length", NULL};
+                             "national_mobile_length", "query_type", NULL};
     PyObject *imei_map, *flags, *owner, *histories, *detections, *grace_imeis, *observe, *memory_observe;
-    PyObject *owner_decision, *registered_decision;
+    PyObject *owner_decision, *registered_decision, *query_type = Py_None;
     long long stop_flags;
     unsigned long long key_mix;
     int restrict_non_owner, clone_detect, deny_check = 1, deny_test = 1;
     const char *cc = "98";
     Py_ssize_t cc_len = 2, nml = 10;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO!O!O!OOOOLKpp|pps#n", kwlist, &imei_map, &flags, &owner,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO!O!O!OOOOLKpp|pps#nO", kwlist, &imei_map, &flags, &owner,
                                      &PyDict_Type, &histories, &PyDict_Type, &detections, &PyDict_Type,
                                      &grace_imeis, &observe, &memory_observe, &owner_decision,
                                      &registered_decision, &stop_flags, &key_mix, &restrict_non_owner,
-                                     &clone_detect, &deny_check, &deny_test, &cc, &cc_len, &nml))
+                                     &clone_detect, &deny_check, &deny_test, &cc, &cc_len, &nml, &query_type))
         return -1;
     self->deny_invalid_check_digit = deny_check;
     self->deny_test_imeis = deny_test;
@@ -124,6 +82,7 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
     SET(memory_observe, memory_observe);
     SET(owner_decision, owner_decision);
     SET(registered_decision, registered_decision);
+    SET(query_type, query_type);
 #undef SET
     self->stop_flags = stop_flags;
     self->key_mix = key_mix;
@@ -272,8 +231,8 @@ done_err:
  * time; without (a Query whose slot or time is not a plain int), q's own attributes are recorded.
  * Returns 1 when decided (*out: the shared Decision, borrowed; the attach recorded in the observation
  * history), 0 when not (nothing touched: the Python path decides), -1 on error. */
-static int
-decide_common(FastCheck *self, long long imei, long long sub, long long slot, long long t, int ints,
+int
+eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long slot, long long t, int ints,
               PyObject *q, PyObject **out)
 {
     long long code, flags, owner;
@@ -397,181 +356,23 @@ FastCheck_call(FastCheck *self, PyObject *args, PyObject *kwds)
     int rs = rc == 0 ? get_ll(q, s_slot, &slot, NULL) : 1;
     if (rc < 0 || rs < 0)
         return NULL;
-    rc = decide_common(self, imei, sub, slot, t, rc == 0 && rs == 0, q, &out);
-    if (rc < 0)
-        return NULL;
-    return Py_NewRef(rc ? out : Py_None);
-}
-
-/* --- the raw entry point: identifiers as received, parsed here (eir/_ident.h) ------------------------- */
-
-/* An exact str of at most MAX_FIELD_CHARS ASCII characters: its bytes; NULL otherwise (Python parses it:
- * non-ASCII digits, over-long fields and non-strings are its to judge or refuse). */
-static const char *
-ascii_field(PyObject *o, size_t *n)
-{
-    if (!PyUnicode_CheckExact(o) || !PyUnicode_IS_ASCII(o))
-        return NULL;
-    Py_ssize_t len = PyUnicode_GET_LENGTH(o);
-    if (len > MAX_FIELD_CHARS)
-        return NULL;
-    *n = (size_t)len;
-    return (const char *)PyUnicode_1BYTE_DATA(o);
-}
-
-/* eir.identifiers.parse_slot for None, an int and the strings "" and "1".."16"; 0 otherwise. */
-static long long
-raw_slot(PyObject *o)
-{
-    if (o == Py_None)
-        return 1;
-    if (PyLong_CheckExact(o)) {
-        int overflow;
-        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-        return !overflow && 1 <= v && v <= MAX_SLOT ? v : 0;
-    }
-    size_t n;
-    const char *s = ascii_field(o, &n);
-    if (s == NULL)
-        return 0;
-    if (n == 0)
-        return 1;
-    if (n == 1 && s[0] >= '1' && s[0] <= '9')
-        return s[0] - '0';
-    if (n == 2 && s[0] == '1' && s[1] >= '0' && s[1] <= '6')
-        return 10 + s[1] - '0';
-    return 0;
-}
-
-/* eir.query.parse_time for an int or a float: epoch seconds (floored) within MIN_EPOCH..MAX_EPOCH; 0 for
- * anything else (strings, bools, out of range: Python). */
-static long long
-raw_time(PyObject *o)
-{
-    if (PyLong_CheckExact(o)) {
-        int overflow;
-        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-        return !overflow && MIN_EPOCH <= v && v <= MAX_EPOCH ? v : 0;
-    }
-    if (PyFloat_CheckExact(o)) {
-        double v = floor(PyFloat_AS_DOUBLE(o));
-        return isfinite(v) && (double)MIN_EPOCH <= v && v <= (double)MAX_EPOCH ? (long long)v : 0;
-    }
-    return 0;
-}
-
-/* Parse one attach's raw values as eir.query.build_query does, for the common forms: 1 parsed into
- * *a, 0 not (a form left to Python, or a value Python refuses), -1 error. */
-static int
-parse_raw(FastCheck *self, PyObject *imei, PyObject *msisdn, PyObject *slot, PyObject *time, PyObject *imsi,
-          RawAttach *a)
-{
-    size_t n;
-    const char *s = ascii_field(imei, &n);
-    if (s == NULL)
-        return 0;
-    a->imei = ident_imei(s, n, self->deny_invalid_check_digit, self->deny_test_imeis);
-    if (a->imei == IDENT_DECLINE)
-        return 0;
-    if ((a->slot = raw_slot(slot)) == 0 || (a->time = raw_time(time)) == 0)
-        return 0;
-    if (imsi != Py_None && !(PyUnicode_CheckExact(imsi) && PyUnicode_GET_LENGTH(imsi) == 0))
-        return 0; /* an IMSI: parsed, and perhaps looked up, in Python */
-    a->roamer = 0;
-    if (msisdn == Py_None || (PyUnicode_CheckExact(msisdn) && PyUnicode_GET_LENGTH(msisdn) == 0)) {
-        a->sub = 0; /* neither an MSISDN nor an IMSI: an unknown subscriber */
-        return 1;
-    }
-    s = ascii_field(msisdn, &n);
-    if (s == NULL || self->nml < 0)
-        return 0;
-    int home = 0;
-    a->sub = ident_msisdn(s, n, self->cc, self->cc_len, (size_t)self->nml, &home);
-    if (a->sub == IDENT_DECLINE)
-        return 0;
-    a->roamer = !home;
-    return 1;
-}
-
-static PyObject *
-FastCheck_check_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs < 4 || nargs > 5) {
-        PyErr_SetString(PyExc_TypeError, "check_raw(imei, msisdn, slot, time, imsi=None)");
-        return NULL;
-    }
-    RawAttach a;
-    PyObject *out = NULL;
-    int rc = parse_raw(self, args[0], args[1], args[2], args[3], nargs > 4 ? args[4] : Py_None, &a);
-    if (rc > 0 && !a.roamer)
-        rc = decide_common(self, a.imei, a.sub, a.slot, a.time, 1, NULL, &out);
-    else if (rc > 0)
-        rc = 0; /* a roamer: Python */
+    rc = eir_fp_decide_common(self, imei, sub, slot, t, rc == 0 && rs == 0, q, &out);
     if (rc < 0)
         return NULL;
     return Py_NewRef(rc ? out : Py_None);
 }
 
 static PyMethodDef FastCheck_methods[] = {
-    {"check_raw", (PyCFunction)(void (*)(void))FastCheck_check_raw, METH_FASTCALL,
+    {"check_raw", (PyCFunction)(void (*)(void))eir_fp_check_raw, METH_FASTCALL,
      "check_raw(imei, msisdn, slot, time, imsi=None): the Decision of the common attach from raw values, "
      "or None (the caller builds a Query and runs the Python path)."},
-    {NULL, NULL, 0, NULL},
-};
-
-/* --- module-level parsers, for the tests that hold them to eir.identifiers ---------------------------- */
-
-static PyObject *
-mod_parse_imei(PyObject *mod, PyObject *args)
-{
-    PyObject *raw;
-    int deny_check, deny_test;
-    if (!PyArg_ParseTuple(args, "Opp", &raw, &deny_check, &deny_test))
-        return NULL;
-    size_t n;
-    const char *s = ascii_field(raw, &n);
-    long long v = s == NULL ? IDENT_DECLINE : ident_imei(s, n, deny_check, deny_test);
-    return v == IDENT_DECLINE ? Py_NewRef(Py_None) : PyLong_FromLongLong(v);
-}
-
-static PyObject *
-mod_parse_msisdn(PyObject *mod, PyObject *args)
-{
-    PyObject *raw;
-    const char *cc;
-    Py_ssize_t cc_len, nml;
-    if (!PyArg_ParseTuple(args, "Os#n", &raw, &cc, &cc_len, &nml))
-        return NULL;
-    size_t n;
-    const char *s = ascii_field(raw, &n);
-    int home = 0;
-    long long v = s == NULL || nml < 0 ? IDENT_DECLINE : ident_msisdn(s, n, cc, (size_t)cc_len, (size_t)nml, &home);
-    if (v == IDENT_DECLINE)
-        return Py_NewRef(Py_None);
-    return Py_BuildValue("(LO)", v, home ? Py_True : Py_False);
-}
-
-static PyObject *
-mod_parse_slot(PyObject *mod, PyObject *raw)
-{
-    long long v = raw_slot(raw);
-    return v == 0 ? Py_NewRef(Py_None) : PyLong_FromLongLong(v);
-}
-
-static PyObject *
-mod_parse_time(PyObject *mod, PyObject *raw)
-{
-    long long v = raw_time(raw);
-    return v == 0 ? Py_NewRef(Py_None) : PyLong_FromLongLong(v);
-}
-
-static PyMethodDef module_methods[] = {
-    {"parse_imei", mod_parse_imei, METH_VARARGS,
-     "parse_imei(raw, deny_invalid_check_digit, deny_test_imeis): the core, -1 (malformed) or None (Python's)."},
-    {"parse_msisdn", mod_parse_msisdn, METH_VARARGS,
-     "parse_msisdn(raw, country_code, national_mobile_length): (msisdn, is_home) or None (Python's)."},
-    {"parse_slot", mod_parse_slot, METH_O, "parse_slot(raw): the slot, or None (Python's)."},
-    {"parse_time", mod_parse_time, METH_O, "parse_time(raw): epoch seconds, or None (Python's)."},
+    {"parse_items", (PyCFunction)(void (*)(void))eir_fp_parse_items, METH_FASTCALL,
+     "parse_items(items, start, end, now, buf) -> i: parse check_batch items start.. into buf until the "
+     "first one left to Python (i), or end."},
+    {"decide_items", (PyCFunction)(void (*)(void))eir_fp_decide_items, METH_FASTCALL,
+     "decide_items(buf, queries, start, end, parts, check_one, owner_part, registered_part) -> (owners, "
+     "registered): decide parsed items in order, appending each answer part; check_one(query) answers the "
+     "others."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -591,7 +392,7 @@ static PyTypeObject FastCheckType = {
 
 static struct PyModuleDef fastpath_module = {
     PyModuleDef_HEAD_INIT, "eir._fastpath", "Optional C accelerator of the common attach (eir.engine).", -1,
-    module_methods, NULL, NULL, NULL, NULL,
+    eir_fp_parse_methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
@@ -628,6 +429,7 @@ PyInit__fastpath(void)
             || PyModule_AddIntConstant(m, "TIME_BITS", TIME_BITS) < 0
             || PyModule_AddIntConstant(m, "MAX_FIELD_CHARS", MAX_FIELD_CHARS) < 0
             || PyModule_AddIntConstant(m, "MAX_SLOT", MAX_SLOT) < 0
+            || PyModule_AddIntConstant(m, "BATCH_ITEM_SIZE", (long)sizeof(BatchItem)) < 0
             || PyModule_AddObject(m, "MIN_EPOCH", PyLong_FromLongLong(MIN_EPOCH)) < 0
             || PyModule_AddObject(m, "MAX_EPOCH", PyLong_FromLongLong(MAX_EPOCH)) < 0) {
         Py_DECREF(m);

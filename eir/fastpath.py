@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from eir.identifiers import MAX_SLOT
 from eir.index import BLOCKED, CLONED
@@ -46,6 +47,17 @@ class FastCheck(Protocol):
         seconds, int or float): None also for every form it does not parse and every value that
         build_query would refuse, so the caller builds the Query (and gets its RequestError) itself."""
 
+    def parse_items(self, items: list[Any], start: int, end: int, now: int, buf: bytearray, /) -> int:
+        """Parse ``check_batch`` items ``start..`` into ``buf`` (:data:`BATCH_ITEM_SIZE` bytes per item,
+        zeroed) up to the first one left to Python; returns its index (``end`` when none was)."""
+
+    def decide_items(self, buf: bytearray, queries: list[Query | None], start: int, end: int,
+                     parts: list[bytes], check_one: Callable[[Query], bytes], owner_part: bytes,
+                     registered_part: bytes, /) -> tuple[int, int]:
+        """Decide parsed items ``start..end-1`` in order, appending each answer part (``check_one`` gives
+        those of the items it does not decide: ``queries[i]`` where Python parsed the item); returns the
+        counts of ALLOW OWNER and ALLOW REGISTERED it decided."""
+
 
 def _load() -> ModuleType | None:
     if os.environ.get("EIR_PURE_PYTHON"):
@@ -62,6 +74,8 @@ def _load() -> ModuleType | None:
 
 
 _MODULE = _load()
+#: Bytes per item of the buffer of :meth:`FastCheck.parse_items` (0 without the accelerator).
+BATCH_ITEM_SIZE: int = _MODULE.BATCH_ITEM_SIZE if _MODULE is not None else 0
 
 
 def available() -> bool:
@@ -85,5 +99,5 @@ def accelerator(bundle: Bundle, state: MemoryState) -> FastCheck | None:
         stop_flags=BLOCKED | CLONED, key_mix=KEY_MIX, restrict_non_owner=r.restrict_non_owner,
         clone_detect=r.clone_detect, deny_invalid_check_digit=r.imei.deny_invalid_check_digit,
         deny_test_imeis=r.imei.deny_test_imeis, country_code=r.plan.country_code,
-        national_mobile_length=r.plan.national_mobile_length)
+        national_mobile_length=r.plan.national_mobile_length, query_type=Query)
     return fast

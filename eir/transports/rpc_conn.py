@@ -19,13 +19,12 @@ import asyncio
 import logging
 from collections import deque
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Final, cast
 
-from eir.engine import Bundle, Engine
-from eir.model import Decision, Query
-from eir.query import RequestError, build_query, parse_time
-from eir.service import pinned
+from eir.model import Decision
+from eir.query import RequestError
 from eir.store_schema import StoreError
+from eir.transports.rpc_batch import Batch, parse_params
 from eir.transports.rpc_codec import (
     INVALID_PARAMS,
     NOT_READY,
@@ -49,34 +48,6 @@ METHODS: Final = ("check", "check_batch", "ping")
 DRAIN_QUIET_S: Final = 0.05
 
 
-class _Batch:
-    """A ``check_batch`` in progress: parse every item first (all or nothing), then decide."""
-
-    __slots__ = ("bundle", "engine", "held", "items", "msgid", "now", "parts", "pos", "queries", "started")
-
-    def __init__(self, msgid: int, engine: Engine, items: list[Any], now: int) -> None:
-        self.msgid = msgid
-        self.engine = engine
-        self.bundle = engine.bundle
-        self.items = items
-        self.now = now
-        self.queries: list[Query] = []
-        self.parts: list[bytes] = []
-        self.pos = 0
-        self.held = False
-        self.started = perf_counter()
-
-
-def _query(b: Bundle, p: Any, now: int) -> Query:
-    """``[imei, msisdn, slot?, time?, imsi?]`` -> Query (RequestError when unusable)."""
-    if type(p) is not list or not 2 <= len(p) <= 5:
-        raise RequestError("params", type(p).__name__, "expected [imei, msisdn, slot?, time?, imsi?]")
-    n = len(p)
-    t = p[3] if n > 3 else None
-    return build_query(b.index, b.rules, now if t is None else parse_time(t), p[0], p[1],
-                       p[2] if n > 2 else None, p[4] if n > 4 else None)
-
-
 class RpcConnection(asyncio.Protocol):
     """One client connection (usable without a socket: give it any transport-like object)."""
 
@@ -88,7 +59,7 @@ class RpcConnection(asyncio.Protocol):
         self.metrics = svc.metrics
         self.decoder = RpcDecoder(self.limits.max_message_bytes)
         self.enc = RpcEncoder()
-        self.queue: deque[Request | Notification | Violation | _Batch] = deque()
+        self.queue: deque[Request | Notification | Violation | Batch] = deque()
         self.transport: asyncio.Transport | None = None
         self.reading = True
         self.write_paused = False
@@ -203,7 +174,7 @@ class RpcConnection(asyncio.Protocol):
                 else:
                     self._error(out, item.msgid, UNKNOWN_METHOD, f"unknown method {item.method[:64]!r}; "
                                 f"methods: {', '.join(METHODS)}")
-            elif type(item) is _Batch:
+            elif type(item) is Batch:
                 budget = self._continue_batch(item, budget, out, held)
             elif type(item) is Violation:
                 queue.clear()
@@ -223,12 +194,22 @@ class RpcConnection(asyncio.Protocol):
         if engine is None:
             self._error(out, req.msgid, NOT_READY, "no snapshot loaded yet")
             return
-        try:
-            q = _query(engine.bundle, req.params, self.svc.clock())
-        except RequestError as e:
-            self._error(out, req.msgid, INVALID_PARAMS, f"{e.field}: {e.reason}")
-            return
-        d: Decision = engine.check(q)
+        p = req.params
+        fast = engine.fast
+        d: Decision | None = None
+        if fast is not None and type(p) is list and 2 <= len(p) <= 5:
+            # The common attach from the raw values, in C (no Query); None: the Python path below.
+            n = len(p)
+            t = p[3] if n > 3 else None
+            d = fast.check_raw(p[0], p[1], p[2] if n > 2 else None, self.svc.clock() if t is None else t,
+                               p[4] if n > 4 else None)
+        if d is None:
+            try:
+                q = parse_params(engine.bundle, p, self.svc.clock())
+            except RequestError as e:
+                self._error(out, req.msgid, INVALID_PARAMS, f"{e.field}: {e.reason}")
+                return
+            d = engine.check(q)
         self.metrics.decisions[d.reason] += 1
         answer = self.enc.ok(req.msgid, self.enc.result(d))
         durable = self.svc.durable
@@ -238,7 +219,7 @@ class RpcConnection(asyncio.Protocol):
             out.append(answer)
         self.metrics.latency[("rpc", "check")].observe(perf_counter() - started)
 
-    def _start_batch(self, req: Request, out: list[bytes]) -> _Batch | None:
+    def _start_batch(self, req: Request, out: list[bytes]) -> Batch | None:
         engine = self.svc.engine
         if engine is None:
             self._error(out, req.msgid, NOT_READY, "no snapshot loaded yet")
@@ -251,55 +232,20 @@ class RpcConnection(asyncio.Protocol):
         if len(items) > self.limits.max_batch:
             self._error(out, req.msgid, TOO_LARGE, f"batch of {len(items)} > {self.limits.max_batch} queries")
             return None
-        return _Batch(req.msgid, engine, items, self.svc.clock())
+        return Batch(req.msgid, engine, items, self.svc.clock(), self.enc, self.metrics.decisions, self.svc.durable)
 
-    def _continue_batch(self, job: _Batch, budget: int, out: list[bytes], held: list[tuple[int, bytes]]) -> int:
+    def _continue_batch(self, job: Batch, budget: int, out: list[bytes], held: list[tuple[int, bytes]]) -> int:
         """Advance a batch by up to ``budget`` items; returns the budget left."""
-        items, n = job.items, len(job.items)
-        if len(job.queries) < n:  # phase 1: parse every item before deciding any
-            end = min(n, job.pos + budget)
-            b, now, queries = job.bundle, job.now, job.queries
-            index, rules, add = b.index, b.rules, queries.append
-            for i in range(job.pos, end):
-                try:
-                    # _query inlined for the usual item, [imei, msisdn, slot?, time?, imsi?]: this loop
-                    # runs once per query of every batch.
-                    p = items[i]
-                    k = len(p) if type(p) is list else 0
-                    if 2 <= k <= 5:
-                        t = p[3] if k > 3 else None
-                        add(build_query(index, rules, now if t is None else parse_time(t), p[0], p[1],
-                                        p[2] if k > 2 else None, p[4] if k > 4 else None))
-                    else:
-                        add(_query(b, p, now))  # raises the error naming what is wrong
-                except RequestError as e:
-                    self.queue.popleft()
-                    self._error(out, job.msgid, INVALID_PARAMS, f"query {i}: {e.field}: {e.reason}")
-                    return budget - (i - job.pos + 1)
-            budget -= end - job.pos
-            job.pos = 0 if end == n else end
-            if end < n or budget <= 0:
-                return budget
-        # phase 2: decide, on the bundle the batch started with even if a reload swapped it since
-        engine = pinned(job.engine, job.bundle)
-        end = min(n, job.pos + budget)
-        parts, result, count = job.parts, self.enc.result, self.metrics.decisions
-        durable = self.svc.durable
-        for q in job.queries[job.pos : end]:
-            d = engine.check(q)
-            count[d.reason] += 1
-            parts.append(result(d))
-            if durable is not None and not job.held and durable.needs_barrier(d):
-                job.held = True
-        budget -= end - job.pos
-        job.pos = end
-        if end == n:
+        budget = job.step(budget)
+        if job.error is not None:
             self.queue.popleft()
-            answer = self.enc.ok_list(job.msgid, parts)
+            self._error(out, job.msgid, INVALID_PARAMS, job.error)
+        elif job.answer is not None:
+            self.queue.popleft()
             if job.held:
-                held.append((job.msgid, answer))
+                held.append((job.msgid, job.answer))
             else:
-                out.append(answer)
+                out.append(job.answer)
             self.metrics.latency[("rpc", "check_batch")].observe(perf_counter() - job.started)
         return budget
 

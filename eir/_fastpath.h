@@ -1,0 +1,66 @@
+/* Internal header of eir._fastpath (eir/_fastpath.c: the object and the common attach; eir/_fastpath_raw.c:
+ * the entry points that take raw values). Not a public API. */
+#ifndef EIR_FASTPATH_H
+#define EIR_FASTPATH_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "_ident.h"
+
+#define SLOT_BITS 5
+#define TIME_BITS 32
+#define TIME_MASK 0xFFFFFFFFLL
+#define KEY_SHIFT 104
+/* eir.query's bounds of a request value (checked against it by eir.fastpath) */
+#define MAX_FIELD_CHARS 64
+#define MAX_SLOT 16
+#define MIN_EPOCH 946684800LL
+#define MAX_EPOCH 4102444800LL
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *imei_map;     /* preshed PreshMap: imei key -> code */
+    PyObject *flags;        /* array of device flags */
+    PyObject *owner;        /* array of device owners (0 = none) */
+    PyObject *histories;    /* dict imei -> packed int | History */
+    PyObject *detections;   /* dict imei -> Detection */
+    PyObject *grace_imeis;  /* dict imei -> count */
+    PyObject *observe;      /* state.observe (bound), or NULL when the packed update is done here */
+    PyObject *memory_observe; /* MemoryState.observe bound to the state (the History form) */
+    PyObject *owner_decision;
+    PyObject *registered_decision;
+    PyObject *query_type;   /* eir.model.Query: built for the batch items the common case does not cover */
+    long long stop_flags;   /* BLOCKED | CLONED */
+    unsigned long long key_mix; /* eir.registry.KEY_MIX */
+    int restrict_non_owner;
+    int clone_detect;
+    /* the raw entry point's parsing policy (rules [imei] and the numbering plan) */
+    int deny_invalid_check_digit;
+    int deny_test_imeis;
+    char cc[IDENT_MAX_CC + 1];  /* the home country code */
+    size_t cc_len;
+    Py_ssize_t nml;             /* national mobile number length (0: none); -1: MSISDNs left to Python */
+} FastCheck;
+
+/* One attach's values, parsed (eir_fp_parse_raw). */
+typedef struct {
+    long long imei, sub, slot, time;
+    int roamer;
+} RawAttach;
+
+/* A check_batch item after eir_fp_parse_items (its slot in the batch's bytearray). */
+enum { ITEM_PYTHON = 0, ITEM_HOME = 1, ITEM_ROAMER = 2 };
+typedef struct {
+    RawAttach a;
+    long long kind; /* ITEM_PYTHON (zeroed: parsed by Python, its Query in the queries list), HOME, ROAMER */
+} BatchItem;
+
+int eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long slot, long long t, int ints,
+                         PyObject *q, PyObject **out);
+PyObject *eir_fp_check_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *eir_fp_parse_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *eir_fp_decide_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
+extern PyMethodDef eir_fp_parse_methods[];
+
+#endif /* EIR_FASTPATH_H */

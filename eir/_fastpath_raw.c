@@ -1,0 +1,321 @@
+/* eir._fastpath, the entry points that take an attach's values as received (see eir/_fastpath.c).
+ *
+ * check_raw(imei, msisdn, slot, time, imsi): one attach (eir replay, RPC check). parse_items and
+ * decide_items: a check_batch (eir/transports/rpc_batch.py), whose items are all parsed before any is
+ * decided, so the parse results wait in a bytearray of BatchItem; the items these functions cannot
+ * take are parsed and decided by the Python callers, in order. The identifiers are parsed by
+ * eir/_ident.h, the values around them (slot, time, the field bounds) here, as eir.query does.
+ */
+#include <math.h>
+
+#include "_fastpath.h"
+
+
+/* An exact str of at most MAX_FIELD_CHARS ASCII characters: its bytes; NULL otherwise (Python parses it:
+ * non-ASCII digits, over-long fields and non-strings are its to judge or refuse). */
+static const char *
+ascii_field(PyObject *o, size_t *n)
+{
+    if (!PyUnicode_CheckExact(o) || !PyUnicode_IS_ASCII(o))
+        return NULL;
+    Py_ssize_t len = PyUnicode_GET_LENGTH(o);
+    if (len > MAX_FIELD_CHARS)
+        return NULL;
+    *n = (size_t)len;
+    return (const char *)PyUnicode_1BYTE_DATA(o);
+}
+
+/* eir.identifiers.parse_slot for None, an int and the strings "" and "1".."16"; 0 otherwise. */
+static long long
+raw_slot(PyObject *o)
+{
+    if (o == Py_None)
+        return 1;
+    if (PyLong_CheckExact(o)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        return !overflow && 1 <= v && v <= MAX_SLOT ? v : 0;
+    }
+    size_t n;
+    const char *s = ascii_field(o, &n);
+    if (s == NULL)
+        return 0;
+    if (n == 0)
+        return 1;
+    if (n == 1 && s[0] >= '1' && s[0] <= '9')
+        return s[0] - '0';
+    if (n == 2 && s[0] == '1' && s[1] >= '0' && s[1] <= '6')
+        return 10 + s[1] - '0';
+    return 0;
+}
+
+/* eir.query.parse_time for an int or a float: epoch seconds (floored) within MIN_EPOCH..MAX_EPOCH; 0 for
+ * anything else (strings, bools, out of range: Python). */
+static long long
+raw_time(PyObject *o)
+{
+    if (PyLong_CheckExact(o)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        return !overflow && MIN_EPOCH <= v && v <= MAX_EPOCH ? v : 0;
+    }
+    if (PyFloat_CheckExact(o)) {
+        double v = floor(PyFloat_AS_DOUBLE(o));
+        return isfinite(v) && (double)MIN_EPOCH <= v && v <= (double)MAX_EPOCH ? (long long)v : 0;
+    }
+    return 0;
+}
+
+/* Parse one attach's raw values as eir.query.build_query does, for the common forms: 1 parsed into *a,
+ * 0 not (a form left to Python, or a value Python refuses: it raises the error). A NULL time is now. */
+static int
+parse_raw(FastCheck *self, PyObject *imei, PyObject *msisdn, PyObject *slot, PyObject *time, long long now,
+          PyObject *imsi, RawAttach *a)
+{
+    size_t n;
+    const char *s = ascii_field(imei, &n);
+    if (s == NULL)
+        return 0;
+    a->imei = ident_imei(s, n, self->deny_invalid_check_digit, self->deny_test_imeis);
+    if (a->imei == IDENT_DECLINE)
+        return 0;
+    if ((a->slot = raw_slot(slot)) == 0)
+        return 0;
+    a->time = time == NULL ? now : raw_time(time);
+    if (a->time == 0)
+        return 0;
+    if (imsi != Py_None && !(PyUnicode_CheckExact(imsi) && PyUnicode_GET_LENGTH(imsi) == 0))
+        return 0; /* an IMSI: parsed, and perhaps looked up, in Python */
+    a->roamer = 0;
+    if (msisdn == Py_None || (PyUnicode_CheckExact(msisdn) && PyUnicode_GET_LENGTH(msisdn) == 0)) {
+        a->sub = 0; /* neither an MSISDN nor an IMSI: an unknown subscriber */
+        return 1;
+    }
+    s = ascii_field(msisdn, &n);
+    if (s == NULL || self->nml < 0)
+        return 0;
+    int home = 0;
+    a->sub = ident_msisdn(s, n, self->cc, self->cc_len, (size_t)self->nml, &home);
+    if (a->sub == IDENT_DECLINE)
+        return 0;
+    a->roamer = !home;
+    return 1;
+}
+
+PyObject *
+eir_fp_check_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 4 || nargs > 5) {
+        PyErr_SetString(PyExc_TypeError, "check_raw(imei, msisdn, slot, time, imsi=None)");
+        return NULL;
+    }
+    RawAttach a;
+    PyObject *out = NULL;
+    int rc = parse_raw(self, args[0], args[1], args[2], args[3], 0, nargs > 4 ? args[4] : Py_None, &a);
+    if (rc > 0 && !a.roamer)
+        rc = eir_fp_decide_common(self, a.imei, a.sub, a.slot, a.time, 1, NULL, &out);
+    else if (rc > 0)
+        rc = 0; /* a roamer: Python */
+    if (rc < 0)
+        return NULL;
+    return Py_NewRef(rc ? out : Py_None);
+}
+
+/* The BatchItem array of a batch's bytearray, checked to hold n items. */
+static BatchItem *
+batch_items(PyObject *buf, Py_ssize_t n)
+{
+    if (!PyByteArray_CheckExact(buf) || PyByteArray_GET_SIZE(buf) < n * (Py_ssize_t)sizeof(BatchItem)) {
+        PyErr_SetString(PyExc_ValueError, "buf: a bytearray of BATCH_ITEM_SIZE bytes per item expected");
+        return NULL;
+    }
+    return (BatchItem *)PyByteArray_AS_STRING(buf);
+}
+
+/* [start, end) within a list of n items */
+static int
+batch_range(PyObject *start, PyObject *end, Py_ssize_t n, Py_ssize_t *s, Py_ssize_t *e)
+{
+    *s = PyLong_AsSsize_t(start);
+    *e = PyLong_AsSsize_t(end);
+    if ((*s == -1 || *e == -1) && PyErr_Occurred())
+        return -1;
+    if (*s < 0 || *s > *e || *e > n) {
+        PyErr_SetString(PyExc_IndexError, "start/end outside the batch");
+        return -1;
+    }
+    return 0;
+}
+
+/* parse_items(items, start, end, now, buf) -> i: items[start:i] parsed into buf; items[i] (i < end) is the
+ * first one left to Python: not [imei, msisdn, slot?, time?, imsi?], an unusual form or a bad value. */
+PyObject *
+eir_fp_parse_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyList_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "parse_items(items: list, start, end, now, buf)");
+        return NULL;
+    }
+    PyObject *items = args[0];
+    Py_ssize_t i, end;
+    if (batch_range(args[1], args[2], PyList_GET_SIZE(items), &i, &end) < 0)
+        return NULL;
+    long long now = PyLong_AsLongLong(args[3]);
+    if (now == -1 && PyErr_Occurred())
+        return NULL;
+    BatchItem *slots = batch_items(args[4], PyList_GET_SIZE(items));
+    if (slots == NULL)
+        return NULL;
+    /* No Python code runs in this loop: the list cannot change under it. */
+    for (; i < end; i++) {
+        PyObject *p = PyList_GET_ITEM(items, i);
+        if (!PyList_CheckExact(p))
+            break;
+        Py_ssize_t k = PyList_GET_SIZE(p);
+        if (k < 2 || k > 5)
+            break;
+        PyObject *t = k > 3 ? PyList_GET_ITEM(p, 3) : Py_None;
+        BatchItem *it = &slots[i];
+        if (!parse_raw(self, PyList_GET_ITEM(p, 0), PyList_GET_ITEM(p, 1), k > 2 ? PyList_GET_ITEM(p, 2) : Py_None,
+                       t == Py_None ? NULL : t, now, k > 4 ? PyList_GET_ITEM(p, 4) : Py_None, &it->a))
+            break;
+        it->kind = it->a.roamer ? ITEM_ROAMER : ITEM_HOME;
+    }
+    return PyLong_FromSsize_t(i);
+}
+
+/* The Query build_query makes of a parsed item (no IMSI). */
+static PyObject *
+item_query(FastCheck *self, const RawAttach *a)
+{
+    if (self->query_type == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "FastCheck built without query_type");
+        return NULL;
+    }
+    PyObject *v[5] = {PyLong_FromLongLong(a->time), PyLong_FromLongLong(a->imei), PyLong_FromLongLong(a->sub),
+                      PyLong_FromLongLong(a->slot), Py_NewRef(a->roamer ? Py_True : Py_False)};
+    PyObject *q = NULL;
+    if (v[0] != NULL && v[1] != NULL && v[2] != NULL && v[3] != NULL)
+        q = PyObject_Vectorcall(self->query_type, v, 5, NULL);
+    for (int j = 0; j < 5; j++)
+        Py_XDECREF(v[j]);
+    return q;
+}
+
+/* decide_items(buf, queries, start, end, parts, check_one, owner_part, registered_part) -> (owners,
+ * registered): decide items start..end-1 in order and append each one's answer to parts: the given part
+ * for a common attach decided here, else check_one(query) with the item's Query (queries[i] for the items
+ * Python parsed, built here for the others). Returns how many were decided ALLOW OWNER / REGISTERED here. */
+PyObject *
+eir_fp_decide_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8 || !PyList_CheckExact(args[1]) || !PyList_CheckExact(args[4])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "decide_items(buf, queries: list, start, end, parts: list, check_one, owner_part, "
+                        "registered_part)");
+        return NULL;
+    }
+    PyObject *queries = args[1], *parts = args[4], *check_one = args[5];
+    Py_ssize_t i, end;
+    if (batch_range(args[2], args[3], PyList_GET_SIZE(queries), &i, &end) < 0)
+        return NULL;
+    long long owners = 0, registered = 0;
+    for (; i < end; i++) {
+        /* check_one runs Python code: the bytearray is re-read every item (it may not move, but be safe) */
+        BatchItem *slots = batch_items(args[0], PyList_GET_SIZE(queries));
+        if (slots == NULL)
+            return NULL;
+        BatchItem it = slots[i];
+        if (it.kind == ITEM_HOME) {
+            PyObject *d = NULL;
+            int rc = eir_fp_decide_common(self, it.a.imei, it.a.sub, it.a.slot, it.a.time, 1, NULL, &d);
+            if (rc < 0)
+                return NULL;
+            if (rc) {
+                int own = d == self->owner_decision;
+                owners += own;
+                registered += !own;
+                if (PyList_Append(parts, own ? args[6] : args[7]) < 0)
+                    return NULL;
+                continue;
+            }
+        }
+        PyObject *q;
+        if (it.kind == ITEM_PYTHON) {
+            if (i >= PyList_GET_SIZE(queries)) {
+                PyErr_SetString(PyExc_IndexError, "queries changed size");
+                return NULL;
+            }
+            q = Py_NewRef(PyList_GET_ITEM(queries, i));
+        } else {
+            q = item_query(self, &it.a);
+            if (q == NULL)
+                return NULL;
+        }
+        PyObject *part = PyObject_CallOneArg(check_one, q);
+        Py_DECREF(q);
+        if (part == NULL)
+            return NULL;
+        int err = PyList_Append(parts, part);
+        Py_DECREF(part);
+        if (err < 0)
+            return NULL;
+    }
+    return Py_BuildValue("(LL)", owners, registered);
+}
+
+/* --- module-level parsers, for the tests that hold them to eir.identifiers ---------------------------- */
+
+static PyObject *
+mod_parse_imei(PyObject *mod, PyObject *args)
+{
+    PyObject *raw;
+    int deny_check, deny_test;
+    if (!PyArg_ParseTuple(args, "Opp", &raw, &deny_check, &deny_test))
+        return NULL;
+    size_t n;
+    const char *s = ascii_field(raw, &n);
+    long long v = s == NULL ? IDENT_DECLINE : ident_imei(s, n, deny_check, deny_test);
+    return v == IDENT_DECLINE ? Py_NewRef(Py_None) : PyLong_FromLongLong(v);
+}
+
+static PyObject *
+mod_parse_msisdn(PyObject *mod, PyObject *args)
+{
+    PyObject *raw;
+    const char *cc;
+    Py_ssize_t cc_len, nml;
+    if (!PyArg_ParseTuple(args, "Os#n", &raw, &cc, &cc_len, &nml))
+        return NULL;
+    size_t n;
+    const char *s = ascii_field(raw, &n);
+    int home = 0;
+    long long v = s == NULL || nml < 0 ? IDENT_DECLINE : ident_msisdn(s, n, cc, (size_t)cc_len, (size_t)nml, &home);
+    if (v == IDENT_DECLINE)
+        return Py_NewRef(Py_None);
+    return Py_BuildValue("(LO)", v, home ? Py_True : Py_False);
+}
+
+static PyObject *
+mod_parse_slot(PyObject *mod, PyObject *raw)
+{
+    long long v = raw_slot(raw);
+    return v == 0 ? Py_NewRef(Py_None) : PyLong_FromLongLong(v);
+}
+
+static PyObject *
+mod_parse_time(PyObject *mod, PyObject *raw)
+{
+    long long v = raw_time(raw);
+    return v == 0 ? Py_NewRef(Py_None) : PyLong_FromLongLong(v);
+}
+
+PyMethodDef eir_fp_parse_methods[] = {
+    {"parse_imei", mod_parse_imei, METH_VARARGS,
+     "parse_imei(raw, deny_invalid_check_digit, deny_test_imeis): the core, -1 (malformed) or None (Python's)."},
+    {"parse_msisdn", mod_parse_msisdn, METH_VARARGS,
+     "parse_msisdn(raw, country_code, national_mobile_length): (msisdn, is_home) or None (Python's)."},
+    {"parse_slot", mod_parse_slot, METH_O, "parse_slot(raw): the slot, or None (Python's)."},
+    {"parse_time", mod_parse_time, METH_O, "parse_time(raw): epoch seconds, or None (Python's)."},
+    {NULL, NULL, 0, NULL},
+};

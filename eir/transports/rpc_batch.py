@@ -1,0 +1,146 @@
+"""A ``check_batch`` call in progress (eir.transports.rpc_conn runs it, a budget of items at a time).
+
+Every item is parsed before any is decided (one bad item: ``invalid_params`` naming its index, nothing
+decided), then the items are decided in order, on the bundle the batch started with even if a reload
+swapped it since. With the C accelerator (eir.fastpath) both phases run in C for the common items:
+``parse_items`` parses the usual forms into a bytearray and ``decide_items`` decides the common attach
+and appends its pre-packed answer, so such an item never becomes a Query; every other item is parsed
+(and refused) by :func:`eir.query.build_query` and decided by :meth:`eir.engine.Engine.check`, in its
+place in the order. Without the accelerator both phases are the plain Python loops.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from eir.fastpath import BATCH_ITEM_SIZE
+from eir.model import CONST, Query, Reason
+from eir.query import RequestError, build_query, parse_time
+from eir.service import pinned
+
+if TYPE_CHECKING:
+    from eir.engine import Bundle, Engine
+    from eir.service import Durable
+    from eir.transports.rpc_codec import RpcEncoder
+
+_OWNER, _REGISTERED = CONST[Reason.OWNER], CONST[Reason.REGISTERED]
+
+
+def parse_params(b: Bundle, p: Any, now: int) -> Query:
+    """``[imei, msisdn, slot?, time?, imsi?]`` -> Query (RequestError when unusable)."""
+    if type(p) is not list or not 2 <= len(p) <= 5:
+        raise RequestError("params", type(p).__name__, "expected [imei, msisdn, slot?, time?, imsi?]")
+    n = len(p)
+    t = p[3] if n > 3 else None
+    return build_query(b.index, b.rules, now if t is None else parse_time(t), p[0], p[1],
+                       p[2] if n > 2 else None, p[4] if n > 4 else None)
+
+
+class Batch:
+    """One ``check_batch``: :meth:`step` advances it; then ``error`` (an ``invalid_params`` message) or
+    ``answer`` (the whole response) is set, and ``held`` says the answer must wait for a group commit."""
+
+    __slots__ = ("_buf", "answer", "bundle", "count", "durable", "enc", "engine", "error", "held", "items",
+                 "msgid", "now", "parsed", "parts", "pos", "queries", "started")
+
+    def __init__(self, msgid: int, engine: Engine, items: list[Any], now: int, enc: RpcEncoder,
+                 count: dict[Reason, int], durable: Durable | None) -> None:
+        self.msgid = msgid
+        self.engine = engine
+        self.bundle = engine.bundle
+        self.items = items
+        self.now = now
+        self.enc = enc
+        self.count = count  # the decisions counter of the metrics
+        self.durable = durable
+        fast = engine.fast is not None
+        # Accelerated: queries[i] is the Query of an item Python parsed, None for one parsed into _buf.
+        self.queries: list[Query | None] = [None] * len(items) if fast else []
+        self._buf = bytearray(len(items) * BATCH_ITEM_SIZE) if fast else None
+        self.parsed = 0  # items parsed (phase 1 is over when all are)
+        self.pos = 0  # items decided
+        self.parts: list[bytes] = []
+        self.held = False
+        self.error: str | None = None
+        self.answer: bytes | None = None
+        self.started = perf_counter()
+
+    def step(self, budget: int) -> int:
+        """Parse or decide up to ``budget`` items; returns the budget left."""
+        n = len(self.items)
+        # Parse and decide against the bundle the batch started with (the engine re-pinned if swapped).
+        self.engine = engine = pinned(self.engine, self.bundle)
+        if self.parsed < n:
+            budget = self._parse(budget) if self._buf is None else self._parse_fast(budget)
+            if self.error is not None or self.parsed < n or budget <= 0:
+                return budget
+        # phase 2: decide
+        end = min(n, self.pos + budget)
+        fast = engine.fast
+        if fast is not None and self._buf is not None:
+            result = self.enc.result
+            owners, registered = fast.decide_items(self._buf, self.queries, self.pos, end, self.parts,
+                                                   self._check_one, result(_OWNER), result(_REGISTERED))
+            self.count[Reason.OWNER] += owners
+            self.count[Reason.REGISTERED] += registered
+        else:
+            for q in self.queries[self.pos : end]:
+                assert q is not None
+                self.parts.append(self._check_one(q))
+        budget -= end - self.pos
+        self.pos = end
+        if end == n:
+            self.answer = self.enc.ok_list(self.msgid, self.parts)
+        return budget
+
+    def _check_one(self, q: Query) -> bytes:
+        """Decide one query in Python (the engine: its accelerator first) -> its packed result."""
+        d = self.engine.check(q)
+        self.count[d.reason] += 1
+        durable = self.durable
+        if durable is not None and not self.held and durable.needs_barrier(d):
+            self.held = True
+        return self.enc.result(d)
+
+    def _parse(self, budget: int) -> int:
+        items, n, start = self.items, len(self.items), self.parsed
+        end = min(n, start + budget)
+        b, now = self.bundle, self.now
+        index, rules, add = b.index, b.rules, self.queries.append
+        for i in range(start, end):
+            try:
+                # parse_params inlined for the usual item, [imei, msisdn, slot?, time?, imsi?]: this loop
+                # runs once per query of every batch.
+                p = items[i]
+                k = len(p) if type(p) is list else 0
+                if 2 <= k <= 5:
+                    t = p[3] if k > 3 else None
+                    add(build_query(index, rules, now if t is None else parse_time(t), p[0], p[1],
+                                    p[2] if k > 2 else None, p[4] if k > 4 else None))
+                else:
+                    add(parse_params(b, p, now))  # raises the error naming what is wrong
+            except RequestError as e:
+                self.error = f"query {i}: {e.field}: {e.reason}"
+                return budget - (i - start + 1)
+        self.parsed = end
+        return budget - (end - start)
+
+    def _parse_fast(self, budget: int) -> int:
+        fast, buf = self.engine.fast, self._buf
+        assert fast is not None and buf is not None
+        items, n, start = self.items, len(self.items), self.parsed
+        end = min(n, start + budget)
+        b, now, queries = self.bundle, self.now, self.queries
+        i = start
+        while i < end:
+            i = fast.parse_items(items, i, end, now, buf)
+            if i < end:  # an item the C parser leaves to Python (an unusual form, an IMSI, or an error)
+                try:
+                    queries[i] = parse_params(b, items[i], now)
+                except RequestError as e:
+                    self.error = f"query {i}: {e.field}: {e.reason}"
+                    return budget - (i - start + 1)
+                i += 1
+        self.parsed = end
+        return budget - (end - start)
