@@ -1,4 +1,4 @@
-"""Build of the optional C accelerator eir._fastpath (everything else is in pyproject.toml).
+"""Build of the optional C accelerators eir._fastpath and eir._replayio (the rest is in pyproject.toml).
 
 The extension is optional: when it cannot be built (no C compiler or no Python headers) the install
 still succeeds and eir.engine runs the same decisions in pure Python (tests/test_fastpath.py checks
@@ -9,5 +9,9 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("eir._fastpath", ["eir/_fastpath.c", "eir/_fastpath_raw.c"],
                              depends=["eir/_fastpath.h", "eir/_ident.h"], optional=True,
+                             extra_compile_args=["-Wall", "-Wextra", "-Wno-unused-parameter",
+                                                 "-Wno-missing-field-initializers"]),
+                   # the CSV edge of eir replay (eir/replay_fast.py; pure-Python fallback: eir/replay.py)
+                   Extension("eir._replayio", ["eir/_replayio.c"], depends=["eir/_ident.h"], optional=True,
                              extra_compile_args=["-Wall", "-Wextra", "-Wno-unused-parameter",
                                                  "-Wno-missing-field-initializers"])])

@@ -20,7 +20,7 @@ import orjson
 
 from eir.engine import Engine
 from eir.events import Event
-from eir.model import CONST, Decision, Query, Reason, Verdict
+from eir.model import CONST, VERDICT_OF, Decision, Query, Reason, Verdict
 from eir.query import RequestError, build_query, parse_time
 
 COLUMNS: Final = ("time", "imei", "msisdn", "slot", "imsi")
@@ -84,30 +84,41 @@ def _read_jsonl(f: IO[bytes]) -> Iterator[RawRow | BadRow]:
 def _read_csv(f: IO[str], path: Path) -> Iterator[RawRow | BadRow]:
     reader = csv.reader(f)
     try:
-        header = [h.strip().lower() for h in next(reader)]
+        header = next(reader)
     except StopIteration:
         return
     except csv.Error as e:
         raise ReplayError(f"{path}:1: bad CSV header: {e}") from e
+    yield from csv_rows(reader, *csv_columns(header, path))
+
+
+Columns = tuple[int, int, int, int, int]  # index of time, imei, msisdn, slot, imsi (-1: absent)
+
+
+def csv_columns(header: list[str], path: Path) -> tuple[Columns, int]:
+    """Where each column is (see :data:`COLUMNS`) and the header's width; ReplayError for a bad header."""
+    names = [h.strip().lower() for h in header]
     for col in REQUIRED:
-        if col not in header:
+        if col not in names:
             raise ReplayError(f"{path}:1: CSV header lacks column {col!r} (need time,imei,msisdn,slot)")
-    if "msisdn" not in header and "imsi" not in header:
+    if "msisdn" not in names and "imsi" not in names:
         raise ReplayError(f"{path}:1: CSV header needs an msisdn or an imsi column")
-    pos = [header.index(c) if c in header else -1 for c in COLUMNS]
+    it, ii, im, isl, iimsi = (names.index(c) if c in names else -1 for c in COLUMNS)
+    return (it, ii, im, isl, iimsi), len(names)
+
+
+def csv_rows(reader: Any, pos: Columns, width: int, base: int = 0) -> Iterator[RawRow | BadRow]:
+    """The rows of a csv.reader past the header; line numbers are ``base`` + the reader's."""
     it, ii, im, isl, iimsi = pos
-    width = len(header)
-    n = 1
     while True:
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as e:
-            n = reader.line_num
-            yield BadRow(n, f"bad CSV: {e}")
+            yield BadRow(base + reader.line_num, f"bad CSV: {e}")
             continue
-        n = reader.line_num
+        n = base + reader.line_num
         if len(row) != width:
             if not row:
                 continue
@@ -249,6 +260,12 @@ def parse_rows(rows: Iterator[RawRow | BadRow], engine: Engine, on_bad: OnBad) -
         yield n, imei, q
 
 
+def tail_head(reason: Reason) -> str:
+    """The part of a decision line that depends on the reason alone, up to ``"deadline":``."""
+    verdict = VERDICT_OF[reason]
+    return f',"verdict":"{verdict.name}","status":"{verdict.status}","reason":"{reason.value}","deadline":'
+
+
 class DecisionWriter:
     """Writes one JSON object per decided row (``--out``).
 
@@ -273,25 +290,32 @@ class DecisionWriter:
     def __exit__(self, *exc: object) -> None:
         self.flush()
 
+    @property
+    def file(self) -> IO[bytes]:
+        """The file the lines go to."""
+        return self._f
+
     def _tail(self, d: Decision) -> str:
         if d.deadline is None:
             tail = self._tails.get(d.reason)
             if tail is None:
-                tail = self._tails[d.reason] = (f',"verdict":"{d.verdict.name}","status":"{d.verdict.status}",'
-                                                f'"reason":"{d.reason.value}","deadline":null}}\n')
+                tail = self._tails[d.reason] = f"{tail_head(d.reason)}null}}\n"
             return tail
-        return (f',"verdict":"{d.verdict.name}","status":"{d.verdict.status}","reason":"{d.reason.value}",'
-                f'"deadline":"{self._iso(d.deadline)}"}}\n')
+        return f'{tail_head(d.reason)}"{self._iso(d.deadline)}"}}\n'
 
-    def write(self, imei_raw: Any, q: Query, d: Decision) -> None:
+    def line(self, imei_raw: Any, q: Query, d: Decision) -> str:
+        """The JSON line of one decided row (the reference form; eir/_replayio.c writes the same)."""
         # Letters and digits need no JSON escaping; anything else (quotes, prefixes, numbers) goes
         # through orjson.
         imei = (f'"{imei_raw}"' if imei_raw.__class__ is str and imei_raw.isalnum()
                 else orjson.dumps(imei_raw).decode())
         msisdn = f'"{q.msisdn}"' if q.msisdn else "null"
+        return f'{{"time":"{self._iso(q.time)}","imei":{imei},"msisdn":{msisdn},"slot":{q.slot}{self._tail(d)}'
+
+    def write(self, imei_raw: Any, q: Query, d: Decision) -> None:
+        """Queue the line of one decided row."""
         pending = self._pending
-        pending.append(f'{{"time":"{self._iso(q.time)}","imei":{imei},"msisdn":{msisdn},"slot":{q.slot}'
-                       f'{self._tail(d)}')
+        pending.append(self.line(imei_raw, q, d))
         if len(pending) >= self.CHUNK_ROWS:
             self.flush()
 

@@ -27,10 +27,9 @@ from eir.replay import (
     Summary,
     event_counter,
     event_writer,
-    parse_rows,
     read_rows,
-    replay,
 )
+from eir.replay_fast import replay_file
 from eir.rules import RuleError, RuleSet, load_rules
 from eir.runtime import tune_gc_after_load
 from eir.snapshot import SnapshotError
@@ -146,7 +145,7 @@ def replay_cmd(attaches: Path, snapshot: Path, rules: Path, out: Path | None, ev
             texts = events_out is not None or state_db is not None
             engine = Engine(Bundle.of(index, rules_a), state, tuple(sinks), texts)
             bad = _BadRows(attaches, strict, max_bad_reports, summary)
-            replay(parse_rows(read_rows(attaches), engine, bad), engine, summary, writer, update)
+            replay_file(attaches, engine, summary, writer, bad, update)
     except ReplayError as e:
         raise click.ClickException(str(e)) from e
     finally:

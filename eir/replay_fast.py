@@ -1,0 +1,177 @@
+"""`eir replay` of a CSV log through the optional C edge (``eir/_replayio.c``).
+
+The C edge reads the file in large chunks, splits the common well-formed line itself, parses the
+canonical UTC time, and writes and counts each decision; the decision itself is Python's
+(:func:`eir.query.build_query` + :meth:`eir.engine.Engine.check`). Whatever the C edge does not handle it
+hands back to the pure-Python replay of :mod:`eir.replay` (the reference): lines with other bytes, lines
+with quotes (from there on, the csv module reads the rest), other time forms, lines that need JSON
+escaping. :func:`replay_file` uses the C edge when it is built and enabled (``EIR_PURE_PYTHON=1``
+disables it) and the input is CSV; otherwise the pure-Python replay. tests/test_replay_fast.py checks that
+both write the same bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import os
+import time as _time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import IO, Any, Final
+
+from eir.engine import Engine
+from eir.model import Decision, Query, Verdict
+from eir.query import MAX_EPOCH, MIN_EPOCH, RequestError, build_query
+from eir.replay import (
+    BadRow,
+    Columns,
+    DecisionWriter,
+    OnBad,
+    ReplayError,
+    Summary,
+    TimeParser,
+    csv_columns,
+    csv_rows,
+    parse_rows,
+    read_rows,
+    replay,
+    tail_head,
+)
+
+CHUNK_BYTES: Final = 1 << 20
+
+
+def _load() -> ModuleType | None:
+    if os.environ.get("EIR_PURE_PYTHON"):
+        return None
+    try:
+        mod = importlib.import_module("eir._replayio")
+    except ImportError:
+        return None
+    if (mod.MIN_EPOCH, mod.MAX_EPOCH) != (MIN_EPOCH, MAX_EPOCH):
+        return None  # built from another version of eir.query's range: not usable
+    return mod
+
+
+_MODULE = _load()
+
+
+def available() -> bool:
+    """Whether the C replay edge is built and enabled in this process."""
+    return _MODULE is not None
+
+
+def replay_file(path: Path, engine: Engine, summary: Summary, out: DecisionWriter | None, on_bad: OnBad,
+                progress: Callable[[int], None] | None = None, accelerate: bool = True,
+                chunk_bytes: int = CHUNK_BYTES) -> Summary:
+    """Replay the attach log at ``path`` (CSV or JSON Lines): decisions to ``out``, counts to ``summary``.
+
+    ``accelerate=False`` (or no C edge) runs the pure-Python replay; ``chunk_bytes`` is the read size.
+    """
+    if accelerate and _MODULE is not None:
+        try:
+            with path.open("rb") as f:
+                header = f.readline()
+                if header[:1] != b"{" and b'"' not in header and b"\r" not in header.rstrip(b"\r\n"):
+                    _replay_csv(_MODULE, f, header, path, engine, summary, out, on_bad, progress, chunk_bytes)
+                    return summary
+        except OSError as e:
+            raise ReplayError(f"{path}: cannot read: {e.strerror}") from e
+    return replay(parse_rows(read_rows(path), engine, on_bad), engine, summary, out, progress)
+
+
+def _replay_csv(mod: ModuleType, f: IO[bytes], header: bytes, path: Path, engine: Engine, summary: Summary,
+                out: DecisionWriter | None, on_bad: OnBad, progress: Callable[[int], None] | None,
+                chunk_bytes: int) -> None:
+    if not header:
+        return  # an empty file: no rows, as the csv module reads it
+    names = next(csv.reader([header.decode("utf-8", "replace")]), [])
+    pos, width = csv_columns(names, path)
+    if width > 64:
+        raise ReplayError(f"{path}:1: more than 64 columns")
+    started = _time.perf_counter()
+    row = _row_function(engine, on_bad)
+    rep = mod.Replayer(
+        columns=pos, width=width, row=row, line_fallback=_line_function(row, pos, width, on_bad),
+        bad_width=lambda n, got: on_bad(BadRow(n, f"expected {width} columns, got {got}")),
+        format_line=out.line if out is not None else None, tail_of=lambda r: tail_head(r).encode(),
+        write=out.file.write if out is not None else None, allow=Verdict.ALLOW, warn=Verdict.WARN,
+        warned=summary.warned, denied=summary.denied)
+    offset = len(header)  # of data[0] in the file
+    data = b""
+    try:
+        while True:
+            chunk = f.read(chunk_bytes)
+            data = data + chunk if data else chunk
+            used = rep.feed(data, not chunk)
+            offset += used
+            data = data[used:]
+            if progress is not None:
+                progress(rep.rows)
+            if rep.stopped or not chunk:
+                break
+    finally:
+        rep.flush()  # the rows decided so far, also when a bad row stops a --strict run
+        for reason, n in rep.counts():
+            summary.by_reason[reason] += n
+    seconds = _time.perf_counter() - started
+    if rep.stopped:
+        # A quoted field (it may span lines) or a lone CR: the csv module reads the rest of the file.
+        f.seek(offset)
+        text = io.TextIOWrapper(f, encoding="utf-8", errors="replace", newline="")
+        rest = csv_rows(csv.reader(text), pos, width, rep.line)
+        done = rep.rows
+        replay(parse_rows(rest, engine, on_bad), engine, summary, out,
+               (lambda n: progress(done + n)) if progress is not None else None)
+        text.detach()
+    # Counted when the whole log is done, as eir.replay.replay does (a --strict stop counts no rows).
+    summary.rows += rep.rows
+    summary.seconds += seconds
+
+
+Row = Callable[[int, Any, Any, Any, Any, Any], "tuple[Query, Decision] | None"]
+
+
+def _row_function(engine: Engine, on_bad: OnBad) -> Row:
+    """One split row -> (query, decision), or None after reporting a bad row (as eir.replay.parse_rows)."""
+    b = engine.bundle
+    index, rules = b.index, b.rules
+    check = engine.check
+    ptime = TimeParser()
+
+    def row(n: int, t: Any, imei: Any, msisdn: Any, slot: Any, imsi: Any) -> tuple[Query, Decision] | None:
+        try:
+            q = build_query(index, rules, t if t.__class__ is int else ptime(t), imei, msisdn, slot, imsi)
+        except RequestError as e:
+            on_bad(BadRow(n, str(e)))
+            return None
+        return q, check(q)
+
+    return row
+
+
+def _line_function(row: Row, pos: Columns, width: int,
+                   on_bad: OnBad) -> Callable[[int, bytes], tuple[str, Query, Decision] | None]:
+    """A line the C edge does not split (other bytes, over 4 KiB): the csv module splits it."""
+    it, ii, im, isl, iimsi = pos
+
+    def line(n: int, raw: bytes) -> tuple[str, Query, Decision] | None:
+        # No quote or CR in it (the C edge checked): one line is one record, as in the file.
+        try:
+            fields = next(csv.reader([raw.decode("utf-8", "replace")]), [])
+        except csv.Error as e:
+            on_bad(BadRow(n, f"bad CSV: {e}"))
+            return None
+        if len(fields) != width:
+            if fields:
+                on_bad(BadRow(n, f"expected {width} columns, got {len(fields)}"))
+            return None
+        imei = fields[ii]
+        got = row(n, fields[it], imei, fields[im] if im >= 0 else None, fields[isl] if isl >= 0 else None,
+                  fields[iimsi] if iimsi >= 0 else None)
+        return None if got is None else (imei, *got)
+
+    return line
