@@ -4,6 +4,8 @@
 
 Data comes from `eir demo-data` (seeded, cached under bench-out/). Each measurement runs ``--repeat``
 times; the JSON reports every run and the median. One core: the process pins itself to CPU 0 when it can.
+``--check`` also replays with ``--out`` and ``--events`` with and without the C code (EIR_PURE_PYTHON=1)
+and reports whether both files are byte-identical.
 """
 
 from __future__ import annotations
@@ -84,6 +86,40 @@ def replay_rows_per_second(log: Path, snap: Path, rules_path: Path, out: Path) -
             "rows_per_s_loop": s["rows_per_second"]}
 
 
+def replay_matches_pure_python(log: Path, snap: Path, rules_path: Path, out_dir: Path) -> dict[str, Any]:
+    """`eir replay --out --events` with the C edge and accelerator and with EIR_PURE_PYTHON=1 (the reference
+    path, the code before the accelerators): are both files byte-identical?"""
+    files = {}
+    for name, extra_env in (("accelerated", {}), ("pure_python", {"EIR_PURE_PYTHON": "1"})):
+        out, events = out_dir / f"check-{name}.jsonl", out_dir / f"check-{name}-events.jsonl"
+        subprocess.run([sys.executable, "-m", "eir.cli", "replay", str(log), "--snapshot", str(snap), "--rules",
+                        str(rules_path), "--out", str(out), "--events", str(events), "--no-progress"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env={**os.environ, **extra_env})
+        files[name] = (out, events)
+    (a_out, a_ev), (b_out, b_ev) = files["accelerated"], files["pure_python"]
+    result = {"decisions_identical": _same_bytes(a_out, b_out), "events_identical": _same_bytes(a_ev, b_ev),
+              "decisions": _lines(a_out), "events": _lines(a_ev)}
+    for path in (a_out, a_ev, b_out, b_ev):
+        path.unlink()
+    return result
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    with a.open("rb") as fa, b.open("rb") as fb:
+        while True:
+            ca, cb = fa.read(1 << 20), fb.read(1 << 20)
+            if ca != cb:
+                return False
+            if not ca:
+                return True
+
+
+def _lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
 def _has_taskset() -> bool:
     return subprocess.run(["which", "taskset"], capture_output=True).returncode == 0
 
@@ -97,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rules", type=Path, default=ROOT / "rules" / "default.toml")
     ap.add_argument("--data", type=Path, default=ROOT / "bench-out")
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out" / "core.json")
+    ap.add_argument("--check", action="store_true",
+                    help="also check that the replay's --out and --events equal the pure-Python path's")
     a = ap.parse_args(argv)
     log, snap = demo_data(a.devices, a.attaches, a.seed, a.data)
     pinned = pin(0)
@@ -116,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                    "median_rows_per_s_loop": round(statistics.median(r["rows_per_s_loop"] for r in replays))},
         "targets": {"decisions_per_s": 400_000, "replay_rows_per_s": 150_000},
     }
+    if a.check:
+        result["replay_check"] = replay_matches_pure_python(log, snap, a.rules, a.data)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -2,9 +2,11 @@
  *
  * A Replayer reads CSV bytes chunk by chunk. For each well-formed line (printable ASCII, no quote, no
  * carriage return except the CRLF terminator) it splits the fields, parses the canonical UTC time
- * `YYYY-MM-DDTHH:MM:SSZ`, hands the row to the Python `row` callable (build_query + Engine.check, the
- * reference) and then counts the decision and writes its JSON line itself. Everything unusual goes back
- * to Python, which does what the pure-Python replay (eir/replay.py) does:
+ * `YYYY-MM-DDTHH:MM:SSZ`, and asks the engine's C accelerator (eir._fastpath FastCheck.check_raw, which
+ * parses the identifiers with eir/_ident.h) for the common attach; any row it declines goes to the Python
+ * `row` callable (build_query + Engine.check, the reference). Then it counts the decision and writes its
+ * JSON line itself (the normalised MSISDN of a check_raw row comes from the same eir/_ident.h parser).
+ * Everything unusual goes back to Python, which does what the pure-Python replay (eir/replay.py) does:
  *  - a line with other bytes (control, non-ASCII): `line_fallback` parses it with the csv module;
  *  - a line with a quote or a lone CR (a CSV record may span lines): feed() stops before it and sets
  *    `stopped`; the caller reads the rest of the file with the csv module;
@@ -15,6 +17,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+
+#include "_ident.h"
 
 #define MIN_EPOCH 946684800LL   /* eir.query.MIN_EPOCH */
 #define MAX_EPOCH 4102444800LL  /* eir.query.MAX_EPOCH */
@@ -45,6 +49,10 @@ typedef struct {
     PyObject *allow, *warn; /* eir.model.Verdict members */
     PyObject *warned, *denied; /* sets of MSISDNs */
     PyObject *keep;         /* list holding the reasons seen (their slots borrow them) */
+    PyObject *check_raw;    /* FastCheck.check_raw of the engine, or None */
+    char cc[IDENT_MAX_CC + 1]; /* the numbering plan, for the MSISDN of a check_raw row */
+    size_t cc_len;
+    Py_ssize_t nml;
     long long line;         /* last line number read (the header is line 1) */
     long long rows;         /* rows decided */
     int stopped;            /* feed() stopped before a line that needs the csv module */
@@ -199,6 +207,24 @@ format_iso(long long t, char *o)
     o[19] = 'Z';
 }
 
+/* Decimal digits of v at o; returns the end. */
+static char *
+put_ll(char *o, long long v)
+{
+    char tmp[24];
+    int n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *o++ = '-';
+    while (n)
+        *o++ = tmp[--n];
+    return o;
+}
+
 /* --- one decided row -------------------------------------------------------------------------- */
 
 static ReasonSlot *
@@ -279,83 +305,28 @@ write_reference(Replayer *self, PyObject *imei, PyObject *q, PyObject *d)
     return rc;
 }
 
-/* Count the decision and write its line. imei_s/imei_n: the raw field when it came from a fast line
- * (imei_obj may then be NULL until needed), else NULL and imei_obj is the field as a str. */
+/* Count one decided row and write its line from plain values: m is the normalised MSISDN (0: none),
+ * msisdn its int object or NULL (made when needed), dl the deadline (-1: none). */
 static int
-decided(Replayer *self, PyObject *q, PyObject *d, const char *imei_s, Py_ssize_t imei_n, PyObject *imei_obj)
+emit(Replayer *self, PyObject *reason, PyObject *verdict, long long m, PyObject *msisdn, long long t,
+     long long slot, long long dl, const char *imei_s, Py_ssize_t imei_n)
 {
-    PyObject *reason = PyObject_GetAttr(d, s_reason);
-    if (reason == NULL)
-        return -1;
     ReasonSlot *rs = slot_of(self, reason);
-    Py_DECREF(reason); /* kept alive by self->keep */
     if (rs == NULL)
         return -1;
     rs->n++;
     self->rows++;
-    PyObject *verdict = PyObject_GetAttr(d, s_verdict);
-    if (verdict == NULL)
-        return -1;
-    Py_DECREF(verdict); /* an enum member: alive as long as the module */
-    PyObject *msisdn = PyObject_GetAttr(q, s_msisdn);
-    if (msisdn == NULL)
-        return -1;
-    if (verdict != self->allow) {
-        int truthy = PyObject_IsTrue(msisdn);
-        if (truthy < 0 || (truthy && PySet_Add(verdict == self->warn ? self->warned : self->denied, msisdn) < 0)) {
-            Py_DECREF(msisdn);
+    if (verdict != self->allow && m != 0) {
+        PyObject *tmp = msisdn != NULL ? Py_NewRef(msisdn) : PyLong_FromLongLong(m);
+        if (tmp == NULL)
             return -1;
-        }
+        int err = PySet_Add(verdict == self->warn ? self->warned : self->denied, tmp);
+        Py_DECREF(tmp);
+        if (err < 0)
+            return -1;
     }
-    if (self->write == Py_None) {
-        Py_DECREF(msisdn);
+    if (self->write == Py_None)
         return 0;
-    }
-    long long t, slot, m = -1, dl = -1;
-    int ok = attr_ll(q, s_time, 0, MAX_ISO_EPOCH, &t);
-    if (ok == 1)
-        ok = attr_ll(q, s_slot, LLONG_MIN, LLONG_MAX, &slot);
-    if (ok == 1 && PyLong_CheckExact(msisdn)) {
-        int overflow = 0;
-        m = PyLong_AsLongLongAndOverflow(msisdn, &overflow);
-        if (m == -1 && PyErr_Occurred())
-            ok = -1;
-        else if (overflow || m < 0)
-            ok = 0;
-    } else if (ok == 1) {
-        ok = 0;
-    }
-    Py_DECREF(msisdn);
-    if (ok == 1) {
-        PyObject *dlo = PyObject_GetAttr(d, s_deadline);
-        if (dlo == NULL)
-            return -1;
-        if (dlo != Py_None) {
-            Py_DECREF(dlo);
-            ok = attr_ll(d, s_deadline, 0, MAX_ISO_EPOCH, &dl);
-        } else {
-            Py_DECREF(dlo);
-        }
-    }
-    if (ok == 1 && imei_s == NULL) {
-        imei_s = PyUnicode_AsUTF8AndSize(imei_obj, &imei_n);
-        if (imei_s == NULL)
-            return -1;
-    }
-    if (ok == 1 && !plain_ascii(imei_s, imei_n))
-        ok = 0;
-    if (ok < 0)
-        return -1;
-    if (ok == 0) {
-        /* the reference formatter (an IMEI that needs escaping, an unusual value) */
-        PyObject *tmp = imei_obj;
-        if (tmp == NULL && (tmp = PyUnicode_FromStringAndSize(imei_s, imei_n)) == NULL)
-            return -1;
-        int rc = write_reference(self, tmp, q, d);
-        if (imei_obj == NULL)
-            Py_DECREF(tmp);
-        return rc;
-    }
     Py_ssize_t tail_n = PyBytes_GET_SIZE(rs->tail);
     if (reserve(self, 9 + 20 + 10 + imei_n + 12 + 24 + 9 + 24 + tail_n + 24 + 4) < 0)
         return -1;
@@ -374,11 +345,13 @@ decided(Replayer *self, PyObject *q, PyObject *d, const char *imei_s, Py_ssize_t
         memcpy(o, "null", 4);
         o += 4;
     } else {
-        o += sprintf(o, "\"%lld\"", m);
+        *o++ = '"';
+        o = put_ll(o, m);
+        *o++ = '"';
     }
     memcpy(o, ",\"slot\":", 8);
     o += 8;
-    o += sprintf(o, "%lld", slot);
+    o = put_ll(o, slot);
     memcpy(o, PyBytes_AS_STRING(rs->tail), (size_t)tail_n);
     o += tail_n;
     if (dl < 0) {
@@ -397,11 +370,140 @@ decided(Replayer *self, PyObject *q, PyObject *d, const char *imei_s, Py_ssize_t
     return 0;
 }
 
+/* The deadline of a decision: 1 with *dl (-1 for None), 0 not an int in range, -1 error. */
+static int
+deadline_of(PyObject *d, long long *dl)
+{
+    PyObject *v = PyObject_GetAttr(d, s_deadline);
+    if (v == NULL)
+        return -1;
+    int none = v == Py_None;
+    Py_DECREF(v);
+    if (none) {
+        *dl = -1;
+        return 1;
+    }
+    return attr_ll(d, s_deadline, 0, MAX_ISO_EPOCH, dl);
+}
+
+/* A row the Python path decided: count it and write its line (the reference formatter for anything
+ * unusual). imei_s/imei_n: the raw field of a split line, or NULL and imei_obj is the field as a str. */
+static int
+decided(Replayer *self, PyObject *q, PyObject *d, const char *imei_s, Py_ssize_t imei_n, PyObject *imei_obj)
+{
+    PyObject *reason = PyObject_GetAttr(d, s_reason);
+    if (reason == NULL)
+        return -1;
+    Py_DECREF(reason); /* kept alive by d (and by self->keep once counted) */
+    PyObject *verdict = PyObject_GetAttr(d, s_verdict);
+    if (verdict == NULL)
+        return -1;
+    Py_DECREF(verdict); /* an enum member */
+    PyObject *msisdn = PyObject_GetAttr(q, s_msisdn);
+    if (msisdn == NULL)
+        return -1;
+    long long t = 0, slot = 0, m = 0, dl = -1;
+    int ok = 1, rc;
+    if (PyLong_CheckExact(msisdn)) {
+        int overflow = 0;
+        m = PyLong_AsLongLongAndOverflow(msisdn, &overflow);
+        if (m == -1 && PyErr_Occurred())
+            ok = -1;
+        else if (overflow || m < 0)
+            ok = 0;
+    } else {
+        ok = 0;
+    }
+    if (ok == 1)
+        ok = attr_ll(q, s_time, 0, MAX_ISO_EPOCH, &t);
+    if (ok == 1)
+        ok = attr_ll(q, s_slot, LLONG_MIN, LLONG_MAX, &slot);
+    if (ok == 1)
+        ok = deadline_of(d, &dl);
+    if (ok == 1 && imei_s == NULL && (imei_s = PyUnicode_AsUTF8AndSize(imei_obj, &imei_n)) == NULL)
+        ok = -1;
+    if (ok == 1 && !plain_ascii(imei_s, imei_n))
+        ok = 0;
+    if (ok == 1) {
+        rc = emit(self, reason, verdict, m, msisdn, t, slot, dl, imei_s, imei_n);
+        Py_DECREF(msisdn);
+        return rc;
+    }
+    if (ok < 0) {
+        Py_DECREF(msisdn);
+        return -1;
+    }
+    /* Unusual values or an IMEI that needs escaping: count as ever, the reference formatter writes. */
+    ReasonSlot *rs = slot_of(self, reason);
+    if (rs == NULL) {
+        Py_DECREF(msisdn);
+        return -1;
+    }
+    rs->n++;
+    self->rows++;
+    if (verdict != self->allow) {
+        int truthy = PyObject_IsTrue(msisdn);
+        if (truthy < 0 || (truthy && PySet_Add(verdict == self->warn ? self->warned : self->denied, msisdn) < 0)) {
+            Py_DECREF(msisdn);
+            return -1;
+        }
+    }
+    Py_DECREF(msisdn);
+    if (self->write == Py_None)
+        return 0;
+    PyObject *tmp = imei_obj;
+    if (tmp == NULL && (tmp = PyUnicode_FromStringAndSize(imei_s, imei_n)) == NULL)
+        return -1;
+    rc = write_reference(self, tmp, q, d);
+    if (imei_obj == NULL)
+        Py_DECREF(tmp);
+    return rc;
+}
+
+/* A row check_raw decided (a common attach of plain values: it accepted the fields as they are). */
+static int
+raw_decided(Replayer *self, PyObject *d, long long t, const char *imei_s, Py_ssize_t imei_n,
+            const char *msisdn_s, Py_ssize_t msisdn_n, const char *slot_s, Py_ssize_t slot_n)
+{
+    long long m = 0, slot = 1, dl = -1;
+    if (msisdn_s != NULL && msisdn_n > 0) {
+        int home = 0;
+        m = ident_msisdn(msisdn_s, (size_t)msisdn_n, self->cc, self->cc_len, (size_t)self->nml, &home);
+        if (m <= 0)
+            goto unexpected;
+    }
+    if (slot_s != NULL && slot_n > 0) {
+        if (slot_n > 2 || !ident_all_digits(slot_s, (size_t)slot_n))
+            goto unexpected;
+        slot = slot_n == 1 ? slot_s[0] - '0' : (slot_s[0] - '0') * 10 + (slot_s[1] - '0');
+    }
+    int ok = deadline_of(d, &dl);
+    if (ok <= 0) {
+        if (ok == 0)
+            goto unexpected;
+        return -1;
+    }
+    PyObject *reason = PyObject_GetAttr(d, s_reason);
+    if (reason == NULL)
+        return -1;
+    Py_DECREF(reason);
+    PyObject *verdict = PyObject_GetAttr(d, s_verdict);
+    if (verdict == NULL)
+        return -1;
+    Py_DECREF(verdict);
+    return emit(self, reason, verdict, m, NULL, t, slot, dl, imei_s, imei_n);
+unexpected:
+    PyErr_SetString(PyExc_RuntimeError, "check_raw decided a row the replay edge cannot write");
+    return -1;
+}
+
 /* --- the loop --------------------------------------------------------------------------------- */
 
 static PyObject *
 field_str(const char *s, Py_ssize_t n)
 {
+    if (n <= 1)
+        return PyUnicode_FromStringAndSize(s, n); /* the shared empty and one-character strings */
     PyObject *u = PyUnicode_New(n, 127);
     if (u != NULL)
         memcpy(PyUnicode_DATA(u), s, (size_t)n);
@@ -429,13 +531,11 @@ simple_line(Replayer *self, const char *p, const char *le, int commas)
         }
     }
     stop[k] = le;
+    /* args: line, time, imei, msisdn, slot, imsi (the row callable's order) */
     PyObject *args[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
     int rc = -1;
     PyObject *res = NULL;
-    args[0] = PyLong_FromLongLong(self->line);
-    if (args[0] == NULL)
-        goto done;
-    int ct = self->cols[0];
+    int ct = self->cols[0], ci = self->cols[1], cm = self->cols[2], cs = self->cols[3];
     long long t = parse_canonical(start[ct], stop[ct] - start[ct]);
     args[1] = t >= 0 ? PyLong_FromLongLong(t) : field_str(start[ct], stop[ct] - start[ct]);
     if (args[1] == NULL)
@@ -446,6 +546,22 @@ simple_line(Replayer *self, const char *p, const char *le, int commas)
         if (args[i + 1] == NULL)
             goto done;
     }
+    if (self->check_raw != Py_None && t >= 0 && plain_ascii(start[ci], stop[ci] - start[ci])) {
+        PyObject *raw[5] = {args[2], args[3], args[4], args[1], args[5]};
+        res = PyObject_Vectorcall(self->check_raw, raw, 5, NULL);
+        if (res == NULL)
+            goto done;
+        if (res != Py_None) {
+            rc = raw_decided(self, res, t, start[ci], stop[ci] - start[ci], cm < 0 ? NULL : start[cm],
+                             cm < 0 ? 0 : stop[cm] - start[cm], cs < 0 ? NULL : start[cs],
+                             cs < 0 ? 0 : stop[cs] - start[cs]);
+            goto done;
+        }
+        Py_CLEAR(res);
+    }
+    args[0] = PyLong_FromLongLong(self->line);
+    if (args[0] == NULL)
+        goto done;
     res = PyObject_Vectorcall(self->row, args, 6, NULL);
     if (res == NULL)
         goto done;
@@ -457,7 +573,6 @@ simple_line(Replayer *self, const char *p, const char *le, int commas)
         PyErr_SetString(PyExc_TypeError, "row must return (query, decision) or None");
         goto done;
     }
-    int ci = self->cols[1];
     rc = decided(self, PyTuple_GET_ITEM(res, 0), PyTuple_GET_ITEM(res, 1), start[ci], stop[ci] - start[ci],
                  args[2]);
 done:
@@ -577,6 +692,7 @@ Replayer_traverse(Replayer *self, visitproc visit, void *arg)
     Py_VISIT(self->warned);
     Py_VISIT(self->denied);
     Py_VISIT(self->keep);
+    Py_VISIT(self->check_raw);
     return 0;
 }
 
@@ -597,6 +713,7 @@ Replayer_clear(Replayer *self)
         Py_CLEAR(self->slots[i].tail);
     self->n_slots = 0;
     Py_CLEAR(self->keep);
+    Py_CLEAR(self->check_raw);
     return 0;
 }
 
@@ -613,18 +730,25 @@ static int
 Replayer_init(Replayer *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"columns", "width", "row", "line_fallback", "bad_width", "format_line", "tail_of",
-                             "write", "allow", "warn", "warned", "denied", NULL};
+                             "write", "allow", "warn", "warned", "denied", "check_raw", "country_code",
+                             "national_mobile_length", NULL};
     PyObject *columns, *row, *line_fallback, *bad_width, *format_line, *tail_of, *write, *allow, *warn;
-    PyObject *warned, *denied;
+    PyObject *warned, *denied, *check_raw = Py_None;
+    const char *cc = "";
+    Py_ssize_t cc_len = 0, nml = 0;
     int width;
     if (self->keep != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Replayer is initialised once");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!iOOOOOOOOO!O!", kwlist, &PyTuple_Type, &columns, &width, &row,
-                                     &line_fallback, &bad_width, &format_line, &tail_of, &write, &allow, &warn,
-                                     &PySet_Type, &warned, &PySet_Type, &denied))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!iOOOOOOOOO!O!|$Os#n", kwlist, &PyTuple_Type, &columns, &width,
+                                     &row, &line_fallback, &bad_width, &format_line, &tail_of, &write, &allow,
+                                     &warn, &PySet_Type, &warned, &PySet_Type, &denied, &check_raw, &cc, &cc_len,
+                                     &nml))
         return -1;
+    if (check_raw != Py_None && (cc_len > IDENT_MAX_CC || nml < 0)) {
+        check_raw = Py_None; /* a numbering plan eir/_ident.h does not parse: check_raw declines anyway */
+    }
     if (PyTuple_GET_SIZE(columns) != 5 || width < 1 || width > MAX_WIDTH) {
         PyErr_SetString(PyExc_ValueError, "columns: 5 indexes; width: 1..64");
         return -1;
@@ -650,6 +774,10 @@ Replayer_init(Replayer *self, PyObject *args, PyObject *kwds)
     self->warn = Py_NewRef(warn);
     self->warned = Py_NewRef(warned);
     self->denied = Py_NewRef(denied);
+    self->check_raw = Py_NewRef(check_raw);
+    memcpy(self->cc, cc, (size_t)(cc_len > IDENT_MAX_CC ? 0 : cc_len));
+    self->cc_len = (size_t)(cc_len > IDENT_MAX_CC ? 0 : cc_len);
+    self->nml = nml;
     self->keep = PyList_New(0);
     self->line = 1;
     return self->keep == NULL ? -1 : 0;

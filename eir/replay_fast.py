@@ -1,8 +1,9 @@
 """`eir replay` of a CSV log through the optional C edge (``eir/_replayio.c``).
 
 The C edge reads the file in large chunks, splits the common well-formed line itself, parses the
-canonical UTC time, and writes and counts each decision; the decision itself is Python's
-(:func:`eir.query.build_query` + :meth:`eir.engine.Engine.check`). Whatever the C edge does not handle it
+canonical UTC time, has the common attach decided by the engine's C accelerator straight from the fields
+(``FastCheck.check_raw``, no Query), and writes and counts each decision; every other row is decided by
+:func:`eir.query.build_query` + :meth:`eir.engine.Engine.check`. Whatever the C edge does not handle it
 hands back to the pure-Python replay of :mod:`eir.replay` (the reference): lines with other bytes, lines
 with quotes (from there on, the csv module reads the rest), other time forms, lines that need JSON
 escaping. :func:`replay_file` uses the C edge when it is built and enabled (``EIR_PURE_PYTHON=1``
@@ -94,12 +95,17 @@ def _replay_csv(mod: ModuleType, f: IO[bytes], header: bytes, path: Path, engine
         raise ReplayError(f"{path}:1: more than 64 columns")
     started = _time.perf_counter()
     row = _row_function(engine, on_bad)
+    fast = engine.fast
+    plan = engine.bundle.rules.plan
     rep = mod.Replayer(
         columns=pos, width=width, row=row, line_fallback=_line_function(row, pos, width, on_bad),
         bad_width=lambda n, got: on_bad(BadRow(n, f"expected {width} columns, got {got}")),
         format_line=out.line if out is not None else None, tail_of=lambda r: tail_head(r).encode(),
         write=out.file.write if out is not None else None, allow=Verdict.ALLOW, warn=Verdict.WARN,
-        warned=summary.warned, denied=summary.denied)
+        warned=summary.warned, denied=summary.denied,
+        # The common attach straight from the fields (no Query), when the engine has the accelerator.
+        check_raw=fast.check_raw if fast is not None else None, country_code=plan.country_code,
+        national_mobile_length=plan.national_mobile_length)
     offset = len(header)  # of data[0] in the file
     data = b""
     try:

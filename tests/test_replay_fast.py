@@ -46,7 +46,8 @@ def run(log: Path, index: Index, accelerate: bool, chunk: int = replay_fast.CHUN
     summary = Summary()
     events: list[Event] = []
     bad: list[BadRow] = []
-    engine = Engine(Bundle.of(index, RULES), MemoryState(keep_outbox=False), (events.append,))
+    # The reference is pure Python throughout: no C edge and no C accelerator in the engine.
+    engine = Engine(Bundle.of(index, RULES), MemoryState(keep_outbox=False), (events.append,), accelerate=accelerate)
     buf = io.BytesIO()
 
     def on_bad(b: BadRow) -> None:
