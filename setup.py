@@ -12,6 +12,7 @@ setup(ext_modules=[Extension("eir._fastpath", ["eir/_fastpath.c", "eir/_fastpath
                              extra_compile_args=["-Wall", "-Wextra", "-Wno-unused-parameter",
                                                  "-Wno-missing-field-initializers"]),
                    # the CSV edge of eir replay (eir/replay_fast.py; pure-Python fallback: eir/replay.py)
-                   Extension("eir._replayio", ["eir/_replayio.c"], depends=["eir/_ident.h"], optional=True,
+                   Extension("eir._replayio", ["eir/_replayio.c", "eir/_replayio_out.c"],
+                             depends=["eir/_replayio.h", "eir/_replayio_text.h", "eir/_ident.h"], optional=True,
                              extra_compile_args=["-Wall", "-Wextra", "-Wno-unused-parameter",
                                                  "-Wno-missing-field-initializers"])])

@@ -14,488 +14,12 @@
  *  - a JSON line that needs escaping or an unusual value: `format_line` writes it.
  * tests/test_replay_fast.py checks that the output equals the pure-Python replay's, byte for byte.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_replayio.h"
+#include "_replayio_text.h"
+
 #include <string.h>
 
-#include "_ident.h"
-
-#define MIN_EPOCH 946684800LL   /* eir.query.MIN_EPOCH */
-#define MAX_EPOCH 4102444800LL  /* eir.query.MAX_EPOCH */
-#define MAX_ISO_EPOCH 253402300799LL /* 9999-12-31T23:59:59Z */
-#define MAX_WIDTH 64
-#define MAX_FAST_LINE 4096 /* longer lines: the csv module (its field size limit is the reference) */
-#define MAX_REASONS 64
-#define FLUSH_BYTES (1 << 20)
-
-static PyObject *s_time, *s_msisdn, *s_slot, *s_reason, *s_verdict, *s_deadline;
-
-typedef struct {
-    PyObject *reason; /* borrowed identity key, kept alive by `tail` owner dict below */
-    PyObject *tail;   /* bytes: ,"verdict":..,"reason":..,"deadline": */
-    Py_ssize_t n;
-} ReasonSlot;
-
-typedef struct {
-    PyObject_HEAD
-    int cols[5];            /* time, imei, msisdn, slot, imsi: column index or -1 */
-    int width;
-    PyObject *row;          /* (n, time, imei, msisdn, slot, imsi) -> (query, decision) | None */
-    PyObject *line_fallback; /* (n, line bytes) -> (imei, query, decision) | None */
-    PyObject *bad_width;    /* (n, columns) -> None: reports the bad row */
-    PyObject *format_line;  /* (imei, query, decision) -> str: the reference line */
-    PyObject *tail_of;      /* reason -> bytes */
-    PyObject *write;        /* file.write, or None: no decision file */
-    PyObject *allow, *warn; /* eir.model.Verdict members */
-    PyObject *warned, *denied; /* sets of MSISDNs */
-    PyObject *keep;         /* list holding the reasons seen (their slots borrow them) */
-    PyObject *check_raw;    /* FastCheck.check_raw of the engine, or None */
-    char cc[IDENT_MAX_CC + 1]; /* the numbering plan, for the MSISDN of a check_raw row */
-    size_t cc_len;
-    Py_ssize_t nml;
-    long long line;         /* last line number read (the header is line 1) */
-    long long rows;         /* rows decided */
-    int stopped;            /* feed() stopped before a line that needs the csv module */
-    ReasonSlot slots[MAX_REASONS];
-    int n_slots;
-    char *buf;
-    Py_ssize_t len, cap;
-} Replayer;
-
-/* --- output buffer ---------------------------------------------------------------------------- */
-
-static int
-reserve(Replayer *self, Py_ssize_t extra)
-{
-    if (self->len + extra <= self->cap)
-        return 0;
-    Py_ssize_t cap = self->cap ? self->cap : (FLUSH_BYTES + 4096);
-    while (cap < self->len + extra)
-        cap *= 2;
-    char *nb = PyMem_Realloc(self->buf, (size_t)cap);
-    if (nb == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    self->buf = nb;
-    self->cap = cap;
-    return 0;
-}
-
-static int
-put(Replayer *self, const char *s, Py_ssize_t n)
-{
-    if (reserve(self, n) < 0)
-        return -1;
-    memcpy(self->buf + self->len, s, (size_t)n);
-    self->len += n;
-    return 0;
-}
-
-static int
-flush_out(Replayer *self)
-{
-    if (self->len == 0 || self->write == Py_None) {
-        self->len = 0;
-        return 0;
-    }
-    PyObject *b = PyBytes_FromStringAndSize(self->buf, self->len);
-    if (b == NULL)
-        return -1;
-    self->len = 0;
-    PyObject *r = PyObject_CallOneArg(self->write, b);
-    Py_DECREF(b);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
-}
-
-/* --- time ------------------------------------------------------------------------------------- */
-
-static int
-two(const char *s, int *out)
-{
-    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9')
-        return -1;
-    *out = (s[0] - '0') * 10 + (s[1] - '0');
-    return 0;
-}
-
-/* days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil) */
-static long long
-days_from_civil(long long y, int m, int d)
-{
-    y -= m <= 2;
-    long long era = (y >= 0 ? y : y - 399) / 400;
-    long long yoe = y - era * 400;
-    long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void
-civil_from_days(long long z, long long *y, int *m, int *d)
-{
-    z += 719468;
-    long long era = (z >= 0 ? z : z - 146096) / 146097;
-    long long doe = z - era * 146097;
-    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    long long mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
-static int
-is_leap(long long y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-/* Epoch seconds of a canonical `YYYY-MM-DDTHH:MM:SSZ` within eir.query's range, or -1 (anything else,
- * valid or not, is eir.query.parse_time's to judge). */
-static long long
-parse_canonical(const char *s, Py_ssize_t n)
-{
-    int c, yy, mo, d, h, mi, se;
-    if (n != 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != 'Z')
-        return -1;
-    if (two(s, &c) || two(s + 2, &yy) || two(s + 5, &mo) || two(s + 8, &d) || two(s + 11, &h)
-            || two(s + 14, &mi) || two(s + 17, &se))
-        return -1;
-    long long y = c * 100 + yy;
-    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (y < 1 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 59)
-        return -1;
-    if (d > mdays[mo - 1] + (mo == 2 && is_leap(y)))
-        return -1;
-    long long t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se;
-    if (t < MIN_EPOCH || t > MAX_EPOCH)
-        return -1;
-    return t;
-}
-
-/* `YYYY-MM-DDTHH:MM:SSZ` of epoch seconds in [0, MAX_ISO_EPOCH] (20 bytes, no terminator). */
-static void
-format_iso(long long t, char *o)
-{
-    long long days = t / 86400, y;
-    int sod = (int)(t % 86400), m, d;
-    civil_from_days(days, &y, &m, &d);
-    int h = sod / 3600, mi = sod / 60 % 60, se = sod % 60;
-    o[0] = (char)('0' + y / 1000);
-    o[1] = (char)('0' + y / 100 % 10);
-    o[2] = (char)('0' + y / 10 % 10);
-    o[3] = (char)('0' + y % 10);
-    o[4] = '-';
-    o[5] = (char)('0' + m / 10);
-    o[6] = (char)('0' + m % 10);
-    o[7] = '-';
-    o[8] = (char)('0' + d / 10);
-    o[9] = (char)('0' + d % 10);
-    o[10] = 'T';
-    o[11] = (char)('0' + h / 10);
-    o[12] = (char)('0' + h % 10);
-    o[13] = ':';
-    o[14] = (char)('0' + mi / 10);
-    o[15] = (char)('0' + mi % 10);
-    o[16] = ':';
-    o[17] = (char)('0' + se / 10);
-    o[18] = (char)('0' + se % 10);
-    o[19] = 'Z';
-}
-
-/* Decimal digits of v at o; returns the end. */
-static char *
-put_ll(char *o, long long v)
-{
-    char tmp[24];
-    int n = 0;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        *o++ = '-';
-    while (n)
-        *o++ = tmp[--n];
-    return o;
-}
-
-/* --- one decided row -------------------------------------------------------------------------- */
-
-static ReasonSlot *
-slot_of(Replayer *self, PyObject *reason)
-{
-    for (int i = 0; i < self->n_slots; i++)
-        if (self->slots[i].reason == reason)
-            return &self->slots[i];
-    if (self->n_slots == MAX_REASONS) {
-        PyErr_SetString(PyExc_RuntimeError, "more distinct reasons than the replay edge counts");
-        return NULL;
-    }
-    PyObject *tail = PyObject_CallOneArg(self->tail_of, reason);
-    if (tail == NULL)
-        return NULL;
-    if (!PyBytes_Check(tail)) {
-        Py_DECREF(tail);
-        PyErr_SetString(PyExc_TypeError, "tail_of must return bytes");
-        return NULL;
-    }
-    if (PyList_Append(self->keep, reason) < 0) {
-        Py_DECREF(tail);
-        return NULL;
-    }
-    ReasonSlot *s = &self->slots[self->n_slots++];
-    s->reason = reason;
-    s->tail = tail;
-    s->n = 0;
-    return s;
-}
-
-/* A plain int attribute in [lo, hi] as a C long long: 1 yes, 0 no (also not an int), -1 error. */
-static int
-attr_ll(PyObject *o, PyObject *name, long long lo, long long hi, long long *out)
-{
-    PyObject *v = PyObject_GetAttr(o, name);
-    if (v == NULL)
-        return -1;
-    int ok = 0;
-    if (PyLong_CheckExact(v)) {
-        int overflow = 0;
-        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-        if (x == -1 && PyErr_Occurred()) {
-            Py_DECREF(v);
-            return -1;
-        }
-        if (!overflow && lo <= x && x <= hi) {
-            *out = x;
-            ok = 1;
-        }
-    }
-    Py_DECREF(v);
-    return ok;
-}
-
-/* imei as given: quoted as is when no JSON escaping is needed (printable ASCII, no quote or backslash). */
-static int
-plain_ascii(const char *s, Py_ssize_t n)
-{
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
-            return 0;
-    }
-    return 1;
-}
-
-static int
-write_reference(Replayer *self, PyObject *imei, PyObject *q, PyObject *d)
-{
-    PyObject *line = PyObject_CallFunctionObjArgs(self->format_line, imei, q, d, NULL);
-    if (line == NULL)
-        return -1;
-    Py_ssize_t n;
-    const char *s = PyUnicode_AsUTF8AndSize(line, &n);
-    int rc = s == NULL ? -1 : put(self, s, n);
-    Py_DECREF(line);
-    return rc;
-}
-
-/* Count one decided row and write its line from plain values: m is the normalised MSISDN (0: none),
- * msisdn its int object or NULL (made when needed), dl the deadline (-1: none). */
-static int
-emit(Replayer *self, PyObject *reason, PyObject *verdict, long long m, PyObject *msisdn, long long t,
-     long long slot, long long dl, const char *imei_s, Py_ssize_t imei_n)
-{
-    ReasonSlot *rs = slot_of(self, reason);
-    if (rs == NULL)
-        return -1;
-    rs->n++;
-    self->rows++;
-    if (verdict != self->allow && m != 0) {
-        PyObject *tmp = msisdn != NULL ? Py_NewRef(msisdn) : PyLong_FromLongLong(m);
-        if (tmp == NULL)
-            return -1;
-        int err = PySet_Add(verdict == self->warn ? self->warned : self->denied, tmp);
-        Py_DECREF(tmp);
-        if (err < 0)
-            return -1;
-    }
-    if (self->write == Py_None)
-        return 0;
-    Py_ssize_t tail_n = PyBytes_GET_SIZE(rs->tail);
-    if (reserve(self, 9 + 20 + 10 + imei_n + 12 + 24 + 9 + 24 + tail_n + 24 + 4) < 0)
-        return -1;
-    char *o = self->buf + self->len;
-    memcpy(o, "{\"time\":\"", 9);
-    o += 9;
-    format_iso(t, o);
-    o += 20;
-    memcpy(o, "\",\"imei\":\"", 10);
-    o += 10;
-    memcpy(o, imei_s, (size_t)imei_n);
-    o += imei_n;
-    memcpy(o, "\",\"msisdn\":", 11);
-    o += 11;
-    if (m == 0) {
-        memcpy(o, "null", 4);
-        o += 4;
-    } else {
-        *o++ = '"';
-        o = put_ll(o, m);
-        *o++ = '"';
-    }
-    memcpy(o, ",\"slot\":", 8);
-    o += 8;
-    o = put_ll(o, slot);
-    memcpy(o, PyBytes_AS_STRING(rs->tail), (size_t)tail_n);
-    o += tail_n;
-    if (dl < 0) {
-        memcpy(o, "null}\n", 6);
-        o += 6;
-    } else {
-        *o++ = '"';
-        format_iso(dl, o);
-        o += 20;
-        memcpy(o, "\"}\n", 3);
-        o += 3;
-    }
-    self->len = o - self->buf;
-    if (self->len >= FLUSH_BYTES)
-        return flush_out(self);
-    return 0;
-}
-
-/* The deadline of a decision: 1 with *dl (-1 for None), 0 not an int in range, -1 error. */
-static int
-deadline_of(PyObject *d, long long *dl)
-{
-    PyObject *v = PyObject_GetAttr(d, s_deadline);
-    if (v == NULL)
-        return -1;
-    int none = v == Py_None;
-    Py_DECREF(v);
-    if (none) {
-        *dl = -1;
-        return 1;
-    }
-    return attr_ll(d, s_deadline, 0, MAX_ISO_EPOCH, dl);
-}
-
-/* A row the Python path decided: count it and write its line (the reference formatter for anything
- * unusual). imei_s/imei_n: the raw field of a split line, or NULL and imei_obj is the field as a str. */
-static int
-decided(Replayer *self, PyObject *q, PyObject *d, const char *imei_s, Py_ssize_t imei_n, PyObject *imei_obj)
-{
-    PyObject *reason = PyObject_GetAttr(d, s_reason);
-    if (reason == NULL)
-        return -1;
-    Py_DECREF(reason); /* kept alive by d (and by self->keep once counted) */
-    PyObject *verdict = PyObject_GetAttr(d, s_verdict);
-    if (verdict == NULL)
-        return -1;
-    Py_DECREF(verdict); /* an enum member */
-    PyObject *msisdn = PyObject_GetAttr(q, s_msisdn);
-    if (msisdn == NULL)
-        return -1;
-    long long t = 0, slot = 0, m = 0, dl = -1;
-    int ok = 1, rc;
-    if (PyLong_CheckExact(msisdn)) {
-        int overflow = 0;
-        m = PyLong_AsLongLongAndOverflow(msisdn, &overflow);
-        if (m == -1 && PyErr_Occurred())
-            ok = -1;
-        else if (overflow || m < 0)
-            ok = 0;
-    } else {
-        ok = 0;
-    }
-    if (ok == 1)
-        ok = attr_ll(q, s_time, 0, MAX_ISO_EPOCH, &t);
-    if (ok == 1)
-        ok = attr_ll(q, s_slot, LLONG_MIN, LLONG_MAX, &slot);
-    if (ok == 1)
-        ok = deadline_of(d, &dl);
-    if (ok == 1 && imei_s == NULL && (imei_s = PyUnicode_AsUTF8AndSize(imei_obj, &imei_n)) == NULL)
-        ok = -1;
-    if (ok == 1 && !plain_ascii(imei_s, imei_n))
-        ok = 0;
-    if (ok == 1) {
-        rc = emit(self, reason, verdict, m, msisdn, t, slot, dl, imei_s, imei_n);
-        Py_DECREF(msisdn);
-        return rc;
-    }
-    if (ok < 0) {
-        Py_DECREF(msisdn);
-        return -1;
-    }
-    /* Unusual values or an IMEI that needs escaping: count as ever, the reference formatter writes. */
-    ReasonSlot *rs = slot_of(self, reason);
-    if (rs == NULL) {
-        Py_DECREF(msisdn);
-        return -1;
-    }
-    rs->n++;
-    self->rows++;
-    if (verdict != self->allow) {
-        int truthy = PyObject_IsTrue(msisdn);
-        if (truthy < 0 || (truthy && PySet_Add(verdict == self->warn ? self->warned : self->denied, msisdn) < 0)) {
-            Py_DECREF(msisdn);
-            return -1;
-        }
-    }
-    Py_DECREF(msisdn);
-    if (self->write == Py_None)
-        return 0;
-    PyObject *tmp = imei_obj;
-    if (tmp == NULL && (tmp = PyUnicode_FromStringAndSize(imei_s, imei_n)) == NULL)
-        return -1;
-    rc = write_reference(self, tmp, q, d);
-    if (imei_obj == NULL)
-        Py_DECREF(tmp);
-    return rc;
-}
-
-/* A row check_raw decided (a common attach of plain values: it accepted the fields as they are). */
-static int
-raw_decided(Replayer *self, PyObject *d, long long t, const char *imei_s, Py_ssize_t imei_n,
-            const char *msisdn_s, Py_ssize_t msisdn_n, const char *slot_s, Py_ssize_t slot_n)
-{
-    long long m = 0, slot = 1, dl = -1;
-    if (msisdn_s != NULL && msisdn_n > 0) {
-        int home = 0;
-        m = ident_msisdn(msisdn_s, (size_t)msisdn_n, self->cc, self->cc_len, (size_t)self->nml, &home);
-        if (m <= 0)
-            goto unexpected;
-    }
-    if (slot_s != NULL && slot_n > 0) {
-        if (slot_n > 2 || !ident_all_digits(slot_s, (size_t)slot_n))
-            goto unexpected;
-        slot = slot_n == 1 ? slot_s[0] - '0' : (slot_s[0] - '0') * 10 + (slot_s[1] - '0');
-    }
-    int ok = deadline_of(d, &dl);
-    if (ok <= 0) {
-        if (ok == 0)
-            goto unexpected;
-        return -1;
-    }
-    PyObject *reason = PyObject_GetAttr(d, s_reason);
-    if (reason == NULL)
-        return -1;
-    Py_DECREF(reason);
-    PyObject *verdict = PyObject_GetAttr(d, s_verdict);
-    if (verdict == NULL)
-        return -1;
-    Py_DECREF(verdict);
-    return emit(self, reason, verdict, m, NULL, t, slot, dl, imei_s, imei_n);
-unexpected:
-    PyErr_SetString(PyExc_RuntimeError, "check_raw decided a row the replay edge cannot write");
-    return -1;
-}
+PyObject *rio_s_time, *rio_s_msisdn, *rio_s_slot, *rio_s_reason, *rio_s_verdict, *rio_s_deadline;
 
 /* --- the loop --------------------------------------------------------------------------------- */
 
@@ -552,7 +76,7 @@ simple_line(Replayer *self, const char *p, const char *le, int commas)
         if (res == NULL)
             goto done;
         if (res != Py_None) {
-            rc = raw_decided(self, res, t, start[ci], stop[ci] - start[ci], cm < 0 ? NULL : start[cm],
+            rc = rio_raw_decided(self, res, t, start[ci], stop[ci] - start[ci], cm < 0 ? NULL : start[cm],
                              cm < 0 ? 0 : stop[cm] - start[cm], cs < 0 ? NULL : start[cs],
                              cs < 0 ? 0 : stop[cs] - start[cs]);
             goto done;
@@ -573,7 +97,7 @@ simple_line(Replayer *self, const char *p, const char *le, int commas)
         PyErr_SetString(PyExc_TypeError, "row must return (query, decision) or None");
         goto done;
     }
-    rc = decided(self, PyTuple_GET_ITEM(res, 0), PyTuple_GET_ITEM(res, 1), start[ci], stop[ci] - start[ci],
+    rc = rio_decided(self, PyTuple_GET_ITEM(res, 0), PyTuple_GET_ITEM(res, 1), start[ci], stop[ci] - start[ci],
                  args[2]);
 done:
     Py_XDECREF(res);
@@ -594,7 +118,7 @@ other_line(Replayer *self, const char *p, const char *next)
             PyErr_SetString(PyExc_TypeError, "line_fallback must return (imei, query, decision) or None");
             rc = -1;
         } else {
-            rc = decided(self, PyTuple_GET_ITEM(res, 1), PyTuple_GET_ITEM(res, 2), NULL, 0,
+            rc = rio_decided(self, PyTuple_GET_ITEM(res, 1), PyTuple_GET_ITEM(res, 2), NULL, 0,
                          PyTuple_GET_ITEM(res, 0));
         }
     }
@@ -654,7 +178,7 @@ Replayer_feed(Replayer *self, PyObject *args)
 static PyObject *
 Replayer_flush(Replayer *self, PyObject *Py_UNUSED(ignored))
 {
-    if (flush_out(self) < 0)
+    if (rio_flush(self) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -883,13 +407,13 @@ PyInit__replayio(void)
 {
     if (PyType_Ready(&ReplayerType) < 0)
         return NULL;
-    s_time = PyUnicode_InternFromString("time");
-    s_msisdn = PyUnicode_InternFromString("msisdn");
-    s_slot = PyUnicode_InternFromString("slot");
-    s_reason = PyUnicode_InternFromString("reason");
-    s_verdict = PyUnicode_InternFromString("verdict");
-    s_deadline = PyUnicode_InternFromString("deadline");
-    if (!s_time || !s_msisdn || !s_slot || !s_reason || !s_verdict || !s_deadline)
+    rio_s_time = PyUnicode_InternFromString("time");
+    rio_s_msisdn = PyUnicode_InternFromString("msisdn");
+    rio_s_slot = PyUnicode_InternFromString("slot");
+    rio_s_reason = PyUnicode_InternFromString("reason");
+    rio_s_verdict = PyUnicode_InternFromString("verdict");
+    rio_s_deadline = PyUnicode_InternFromString("deadline");
+    if (!rio_s_time || !rio_s_msisdn || !rio_s_slot || !rio_s_reason || !rio_s_verdict || !rio_s_deadline)
         return NULL;
     PyObject *m = PyModule_Create(&replayio_module);
     if (m == NULL)
