@@ -366,6 +366,9 @@ static PyMethodDef FastCheck_methods[] = {
     {"check_raw", (PyCFunction)(void (*)(void))eir_fp_check_raw, METH_FASTCALL,
      "check_raw(imei, msisdn, slot, time, imsi=None): the Decision of the common attach from raw values, "
      "or None (the caller builds a Query and runs the Python path)."},
+    {"decide_raw", (PyCFunction)(void (*)(void))eir_fp_decide_raw, METH_FASTCALL,
+     "decide_raw(imei, msisdn, slot, time, imsi=None): as check_raw, but the Query of values it parses whose "
+     "attach is not the common one (for Engine.check); None for values it does not parse."},
     {"parse_items", (PyCFunction)(void (*)(void))eir_fp_parse_items, METH_FASTCALL,
      "parse_items(items, start, end, now, buf) -> i: parse check_batch items start.. into buf until the "
      "first one left to Python (i), or end."},

@@ -59,6 +59,7 @@ typedef struct {
 int eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long slot, long long t, int ints,
                          PyObject *q, PyObject **out);
 PyObject *eir_fp_check_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *eir_fp_decide_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *eir_fp_parse_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *eir_fp_decide_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
 extern PyMethodDef eir_fp_parse_methods[];

@@ -264,6 +264,26 @@ eir_fp_decide_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("(LL)", owners, registered);
 }
 
+/* decide_raw(imei, msisdn, slot, time, imsi=None): as check_raw, but for values it parses whose attach is
+ * not the common one it returns the Query build_query would make of them (nothing recorded: the caller
+ * runs Engine.check on it), so a replay parses each row once. None: values it does not parse. */
+PyObject *
+eir_fp_decide_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 4 || nargs > 5) {
+        PyErr_SetString(PyExc_TypeError, "decide_raw(imei, msisdn, slot, time, imsi=None)");
+        return NULL;
+    }
+    RawAttach a;
+    PyObject *out = NULL;
+    int rc = parse_raw(self, args[0], args[1], args[2], args[3], 0, nargs > 4 ? args[4] : Py_None, &a);
+    if (rc == 0)
+        return Py_NewRef(Py_None);
+    if (!a.roamer && (rc = eir_fp_decide_common(self, a.imei, a.sub, a.slot, a.time, 1, NULL, &out)) != 0)
+        return rc < 0 ? NULL : Py_NewRef(out);
+    return item_query(self, &a);
+}
+
 /* --- module-level parsers, for the tests that hold them to eir.identifiers ---------------------------- */
 
 static PyObject *

@@ -2,10 +2,12 @@
  *
  * A Replayer reads CSV bytes chunk by chunk. For each well-formed line (printable ASCII, no quote, no
  * carriage return except the CRLF terminator) it splits the fields, parses the canonical UTC time
- * `YYYY-MM-DDTHH:MM:SSZ`, and asks the engine's C accelerator (eir._fastpath FastCheck.check_raw, which
- * parses the identifiers with eir/_ident.h) for the common attach; any row it declines goes to the Python
- * `row` callable (build_query + Engine.check, the reference). Then it counts the decision and writes its
- * JSON line itself (the normalised MSISDN of a check_raw row comes from the same eir/_ident.h parser).
+ * `YYYY-MM-DDTHH:MM:SSZ`, and hands the fields to the engine's C accelerator (eir._fastpath
+ * FastCheck.decide_raw, which parses the identifiers with eir/_ident.h): it decides the common attach, or
+ * returns the Query of any other that Engine.check then decides; a row whose values it does not parse
+ * goes to the Python `row` callable (build_query + Engine.check, the reference). Then the edge counts the
+ * decision and writes its JSON line itself (the normalised MSISDN of a row decided in the accelerator
+ * comes from the same eir/_ident.h parser).
  * Everything unusual goes back to Python, which does what the pure-Python replay (eir/replay.py) does:
  *  - a line with other bytes (control, non-ASCII): `line_fallback` parses it with the csv module;
  *  - a line with a quote or a lone CR (a CSV record may span lines): feed() stops before it and sets
@@ -70,18 +72,27 @@ simple_line(Replayer *self, const char *p, const char *le, int commas)
         if (args[i + 1] == NULL)
             goto done;
     }
-    if (self->check_raw != Py_None && t >= 0 && plain_ascii(start[ci], stop[ci] - start[ci])) {
+    if (self->decide_raw != Py_None && t >= 0 && plain_ascii(start[ci], stop[ci] - start[ci])) {
+        /* The accelerator parses the fields: the common attach's Decision, or the Query of another */
         PyObject *raw[5] = {args[2], args[3], args[4], args[1], args[5]};
-        res = PyObject_Vectorcall(self->check_raw, raw, 5, NULL);
+        res = PyObject_Vectorcall(self->decide_raw, raw, 5, NULL);
         if (res == NULL)
             goto done;
-        if (res != Py_None) {
-            rc = rio_raw_decided(self, res, t, start[ci], stop[ci] - start[ci], cm < 0 ? NULL : start[cm],
-                             cm < 0 ? 0 : stop[cm] - start[cm], cs < 0 ? NULL : start[cs],
-                             cs < 0 ? 0 : stop[cs] - start[cs]);
+        if (Py_IS_TYPE(res, (PyTypeObject *)self->query_type)) {
+            PyObject *d = PyObject_CallOneArg(self->check, res);
+            if (d == NULL)
+                goto done;
+            rc = rio_decided(self, res, d, start[ci], stop[ci] - start[ci], args[2]);
+            Py_DECREF(d);
             goto done;
         }
-        Py_CLEAR(res);
+        if (res != Py_None) {
+            rc = rio_raw_decided(self, res, t, start[ci], stop[ci] - start[ci], cm < 0 ? NULL : start[cm],
+                                 cm < 0 ? 0 : stop[cm] - start[cm], cs < 0 ? NULL : start[cs],
+                                 cs < 0 ? 0 : stop[cs] - start[cs]);
+            goto done;
+        }
+        Py_CLEAR(res); /* values it does not parse: build_query's */
     }
     args[0] = PyLong_FromLongLong(self->line);
     if (args[0] == NULL)
@@ -216,7 +227,9 @@ Replayer_traverse(Replayer *self, visitproc visit, void *arg)
     Py_VISIT(self->warned);
     Py_VISIT(self->denied);
     Py_VISIT(self->keep);
-    Py_VISIT(self->check_raw);
+    Py_VISIT(self->decide_raw);
+    Py_VISIT(self->check);
+    Py_VISIT(self->query_type);
     return 0;
 }
 
@@ -237,7 +250,9 @@ Replayer_clear(Replayer *self)
         Py_CLEAR(self->slots[i].tail);
     self->n_slots = 0;
     Py_CLEAR(self->keep);
-    Py_CLEAR(self->check_raw);
+    Py_CLEAR(self->decide_raw);
+    Py_CLEAR(self->check);
+    Py_CLEAR(self->query_type);
     return 0;
 }
 
@@ -254,10 +269,10 @@ static int
 Replayer_init(Replayer *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"columns", "width", "row", "line_fallback", "bad_width", "format_line", "tail_of",
-                             "write", "allow", "warn", "warned", "denied", "check_raw", "country_code",
-                             "national_mobile_length", NULL};
+                             "write", "allow", "warn", "warned", "denied", "decide_raw", "check", "query_type",
+                             "country_code", "national_mobile_length", NULL};
     PyObject *columns, *row, *line_fallback, *bad_width, *format_line, *tail_of, *write, *allow, *warn;
-    PyObject *warned, *denied, *check_raw = Py_None;
+    PyObject *warned, *denied, *decide_raw = Py_None, *check = Py_None, *query_type = Py_None;
     const char *cc = "";
     Py_ssize_t cc_len = 0, nml = 0;
     int width;
@@ -265,14 +280,17 @@ Replayer_init(Replayer *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "Replayer is initialised once");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!iOOOOOOOOO!O!|$Os#n", kwlist, &PyTuple_Type, &columns, &width,
-                                     &row, &line_fallback, &bad_width, &format_line, &tail_of, &write, &allow,
-                                     &warn, &PySet_Type, &warned, &PySet_Type, &denied, &check_raw, &cc, &cc_len,
-                                     &nml))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!iOOOOOOOOO!O!|$OOOs#n", kwlist, &PyTuple_Type, &columns,
+                                     &width, &row, &line_fallback, &bad_width, &format_line, &tail_of, &write,
+                                     &allow, &warn, &PySet_Type, &warned, &PySet_Type, &denied, &decide_raw,
+                                     &check, &query_type, &cc, &cc_len, &nml))
         return -1;
-    if (check_raw != Py_None && (cc_len > IDENT_MAX_CC || nml < 0)) {
-        check_raw = Py_None; /* a numbering plan eir/_ident.h does not parse: check_raw declines anyway */
+    if (decide_raw != Py_None && (!PyType_Check(query_type) || check == Py_None)) {
+        PyErr_SetString(PyExc_TypeError, "decide_raw needs check and query_type");
+        return -1;
     }
+    if (cc_len > IDENT_MAX_CC || nml < 0)
+        decide_raw = Py_None; /* a numbering plan eir/_ident.h does not parse: decide_raw declines anyway */
     if (PyTuple_GET_SIZE(columns) != 5 || width < 1 || width > MAX_WIDTH) {
         PyErr_SetString(PyExc_ValueError, "columns: 5 indexes; width: 1..64");
         return -1;
@@ -298,7 +316,9 @@ Replayer_init(Replayer *self, PyObject *args, PyObject *kwds)
     self->warn = Py_NewRef(warn);
     self->warned = Py_NewRef(warned);
     self->denied = Py_NewRef(denied);
-    self->check_raw = Py_NewRef(check_raw);
+    self->decide_raw = Py_NewRef(decide_raw);
+    self->check = Py_NewRef(check);
+    self->query_type = Py_NewRef(query_type);
     memcpy(self->cc, cc, (size_t)(cc_len > IDENT_MAX_CC ? 0 : cc_len));
     self->cc_len = (size_t)(cc_len > IDENT_MAX_CC ? 0 : cc_len);
     self->nml = nml;

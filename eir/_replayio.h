@@ -35,8 +35,10 @@ typedef struct {
     PyObject *allow, *warn; /* eir.model.Verdict members */
     PyObject *warned, *denied; /* sets of MSISDNs */
     PyObject *keep;         /* list holding the reasons seen (their slots borrow them) */
-    PyObject *check_raw;    /* FastCheck.check_raw of the engine, or None */
-    char cc[IDENT_MAX_CC + 1]; /* the numbering plan, for the MSISDN of a check_raw row */
+    PyObject *decide_raw;   /* FastCheck.decide_raw of the engine, or None */
+    PyObject *check;        /* Engine.check, for the Query decide_raw returns */
+    PyObject *query_type;   /* eir.model.Query */
+    char cc[IDENT_MAX_CC + 1]; /* the numbering plan, for the MSISDN of a decide_raw row */
     size_t cc_len;
     Py_ssize_t nml;
     long long line;         /* last line number read (the header is line 1) */

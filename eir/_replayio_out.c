@@ -280,7 +280,7 @@ rio_decided(Replayer *self, PyObject *q, PyObject *d, const char *imei_s, Py_ssi
     return rc;
 }
 
-/* A row check_raw decided (a common attach of plain values: it accepted the fields as they are). */
+/* A row decide_raw decided (a common attach of plain values: it accepted the fields as they are). */
 int
 rio_raw_decided(Replayer *self, PyObject *d, long long t, const char *imei_s, Py_ssize_t imei_n,
             const char *msisdn_s, Py_ssize_t msisdn_n, const char *slot_s, Py_ssize_t slot_n)
@@ -314,7 +314,7 @@ rio_raw_decided(Replayer *self, PyObject *d, long long t, const char *imei_s, Py
     Py_DECREF(verdict);
     return emit(self, reason, verdict, m, NULL, t, slot, dl, imei_s, imei_n);
 unexpected:
-    PyErr_SetString(PyExc_RuntimeError, "check_raw decided a row the replay edge cannot write");
+    PyErr_SetString(PyExc_RuntimeError, "decide_raw decided a row the replay edge cannot write");
     return -1;
 }
 

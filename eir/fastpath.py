@@ -47,6 +47,11 @@ class FastCheck(Protocol):
         seconds, int or float): None also for every form it does not parse and every value that
         build_query would refuse, so the caller builds the Query (and gets its RequestError) itself."""
 
+    def decide_raw(self, imei: object, msisdn: object, slot: object, time: object, imsi: object = None,
+                   /) -> Decision | Query | None:
+        """As :meth:`check_raw`, but where it parses the values and the attach is not the common one, the
+        Query that build_query would make of them (nothing recorded: the caller runs Engine.check)."""
+
     def parse_items(self, items: list[Any], start: int, end: int, now: int, buf: bytearray, /) -> int:
         """Parse ``check_batch`` items ``start..`` into ``buf`` (:data:`BATCH_ITEM_SIZE` bytes per item,
         zeroed) up to the first one left to Python; returns its index (``end`` when none was)."""

@@ -1,14 +1,15 @@
 """`eir replay` of a CSV log through the optional C edge (``eir/_replayio.c``).
 
 The C edge reads the file in large chunks, splits the common well-formed line itself, parses the
-canonical UTC time, has the common attach decided by the engine's C accelerator straight from the fields
-(``FastCheck.check_raw``, no Query), and writes and counts each decision; every other row is decided by
-:func:`eir.query.build_query` + :meth:`eir.engine.Engine.check`. Whatever the C edge does not handle it
-hands back to the pure-Python replay of :mod:`eir.replay` (the reference): lines with other bytes, lines
-with quotes (from there on, the csv module reads the rest), other time forms, lines that need JSON
-escaping. :func:`replay_file` uses the C edge when it is built and enabled (``EIR_PURE_PYTHON=1``
-disables it) and the input is CSV; otherwise the pure-Python replay. tests/test_replay_fast.py checks that
-both write the same bytes.
+canonical UTC time, and hands the fields to the engine's C accelerator (``FastCheck.decide_raw``): it
+decides the common attach itself (no Query) and returns the Query of any other, which
+:meth:`eir.engine.Engine.check` decides. The edge then writes and counts each decision. Whatever it does
+not handle goes back to the pure-Python replay of :mod:`eir.replay` (the reference): values the
+accelerator does not parse (:func:`eir.query.build_query`), lines with other bytes, lines with quotes
+(from there on, the csv module reads the rest), other time forms, lines that need JSON escaping.
+:func:`replay_file` uses the C edge when it is built and enabled (``EIR_PURE_PYTHON=1`` disables it) and
+the input is CSV; otherwise the pure-Python replay. tests/test_replay_fast.py checks that both write the
+same bytes.
 """
 
 from __future__ import annotations
@@ -103,9 +104,10 @@ def _replay_csv(mod: ModuleType, f: IO[bytes], header: bytes, path: Path, engine
         format_line=out.line if out is not None else None, tail_of=lambda r: tail_head(r).encode(),
         write=out.file.write if out is not None else None, allow=Verdict.ALLOW, warn=Verdict.WARN,
         warned=summary.warned, denied=summary.denied,
-        # The common attach straight from the fields (no Query), when the engine has the accelerator.
-        check_raw=fast.check_raw if fast is not None else None, country_code=plan.country_code,
-        national_mobile_length=plan.national_mobile_length)
+        # The fields parsed once, in C, when the engine has the accelerator: the common attach decided
+        # there (no Query), any other as the Query that Engine.check decides.
+        decide_raw=fast.decide_raw if fast is not None else None, check=engine.check, query_type=Query,
+        country_code=plan.country_code, national_mobile_length=plan.national_mobile_length)
     offset = len(header)  # of data[0] in the file
     data = b""
     try:

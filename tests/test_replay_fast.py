@@ -18,12 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eir import replay_fast
+from eir import fastpath, replay_fast
 from eir.demo import write_demo
 from eir.engine import Bundle, Engine
 from eir.events import Event, iso_utc
 from eir.index import Index
-from eir.query import MAX_EPOCH, MIN_EPOCH, RequestError, parse_time
+from eir.model import Query
+from eir.query import MAX_EPOCH, MIN_EPOCH, RequestError, build_query, parse_time
 from eir.replay import BadRow, DecisionWriter, ReplayError, Summary
 from eir.rules import load_rules
 from eir.snapshot import build_snapshot
@@ -184,3 +185,40 @@ def test_iso_format_equals_iso_utc(t: int) -> None:
     from eir import _replayio
 
     assert _replayio.format_iso(t) == iso_utc(t)
+
+
+# --- the accelerator's decide_raw: check_raw, or the Query build_query makes ----------------------------
+
+needs_fastpath = pytest.mark.skipif(not fastpath.available(), reason="eir._fastpath is not built")
+
+
+@needs_fastpath
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(imeis, msisdns, slots, st.integers(0, 86400 * 60),
+                          st.sampled_from([None, "", "432119999999999"])), max_size=30))
+def test_decide_raw_is_check_raw_or_build_query(index: Index, rows: list[tuple[str, str, str, int, Any]]) -> None:
+    # Two engines on the same attaches: one through decide_raw, one through check_raw + build_query.
+    a = Engine(Bundle.of(index, RULES), MemoryState(keep_outbox=False))
+    b = Engine(Bundle.of(index, RULES), MemoryState(keep_outbox=False))
+    fa, fb = a.fast, b.fast
+    assert fa is not None and fb is not None
+    t0 = int(T.timestamp())
+    for imei, msisdn, slot, dt_s, imsi in rows:
+        got = fa.decide_raw(imei, msisdn, slot, t0 + dt_s, imsi)
+        ref = fb.check_raw(imei, msisdn, slot, t0 + dt_s, imsi)
+        if ref is not None:
+            assert got is ref  # the shared Decision, recorded in both histories
+            continue
+        try:
+            q = build_query(index, RULES, t0 + dt_s, imei, msisdn, slot, imsi)
+        except RequestError:
+            assert got is None
+            continue
+        if isinstance(got, Query):
+            assert repr(got) == repr(q) and got.imsi == q.imsi
+            assert a.check(got) == b.check(q)
+        else:
+            assert got is None  # a form the C parser leaves to Python
+            a.check(q)
+            b.check(q)
+    assert a.state.histories == b.state.histories
