@@ -12,12 +12,18 @@
  * check_raw(imei, msisdn, slot, time, imsi) with the values as received, whose common forms are parsed
  * here (eir/_ident.h, as eir.query.build_query parses them); any other form, any value build_query
  * would refuse, and every attach the common case does not cover give None (tests/test_fastpath_raw.py).
+ *
+ * The data it reads are read in place where their layout allows (eir/_layout.h: the index's PreshMap and
+ * device columns; eir/_histable.h: MemoryState's histories when they are the C table of eir/_histype.h),
+ * so that the few cache misses of an attach can be prefetched and overlap (see eir_fp_decide_common).
  */
 #include <stdint.h>
 
 #include "_fastpath.h"
+#include "_histype.h"
+#include "_layout.h"
 
-static PyObject *s_imei, *s_msisdn, *s_slot, *s_time, *s_roamer;
+static PyObject *s_imei, *s_msisdn, *s_slot, *s_time, *s_roamer, *s_last_msisdn;
 static PyObject *py_time_mask, *py_count_one, *py_key_shift_obj;
 
 static void
@@ -34,6 +40,7 @@ FastCheck_dealloc(FastCheck *self)
     Py_XDECREF(self->owner_decision);
     Py_XDECREF(self->registered_decision);
     Py_XDECREF(self->query_type);
+    Py_XDECREF(self->history_type);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -44,7 +51,8 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
                              "observe", "memory_observe", "owner_decision", "registered_decision",
                              "stop_flags", "key_mix", "restrict_non_owner", "clone_detect",
                              "deny_invalid_check_digit", "deny_test_imeis", "country_code",
-                             "national_mobile_length", "query_type", NULL};
+                             "national_mobile_length", "query_type", "origin_mask", "pre_registry_origin",
+                             "history_type", NULL};
     PyObject *imei_map, *flags, *owner, *histories, *detections, *grace_imeis, *observe, *memory_observe;
     PyObject *owner_decision, *registered_decision, *query_type = Py_None;
     long long stop_flags;
@@ -52,12 +60,19 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
     int restrict_non_owner, clone_detect, deny_check = 1, deny_test = 1;
     const char *cc = "98";
     Py_ssize_t cc_len = 2, nml = 10;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO!O!O!OOOOLKpp|pps#nO", kwlist, &imei_map, &flags, &owner,
-                                     &PyDict_Type, &histories, &PyDict_Type, &detections, &PyDict_Type,
-                                     &grace_imeis, &observe, &memory_observe, &owner_decision,
-                                     &registered_decision, &stop_flags, &key_mix, &restrict_non_owner,
-                                     &clone_detect, &deny_check, &deny_test, &cc, &cc_len, &nml, &query_type))
+    long long origin_mask = 0, pre_registry = 0;
+    PyObject *history_type = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO!O!OOOOLKpp|pps#nOLLO!", kwlist, &imei_map, &flags,
+                                     &owner, &histories, &PyDict_Type, &detections, &PyDict_Type, &grace_imeis,
+                                     &observe, &memory_observe, &owner_decision, &registered_decision,
+                                     &stop_flags, &key_mix, &restrict_non_owner, &clone_detect, &deny_check,
+                                     &deny_test, &cc, &cc_len, &nml, &query_type, &origin_mask, &pre_registry,
+                                     &PyType_Type, &history_type))
         return -1;
+    if (!PyDict_CheckExact(histories) && !Py_IS_TYPE(histories, &HistoriesType)) {
+        PyErr_SetString(PyExc_TypeError, "histories must be a dict or a Histories table");
+        return -1;
+    }
     self->deny_invalid_check_digit = deny_check;
     self->deny_test_imeis = deny_test;
     /* a country code this parser cannot handle: every MSISDN goes to Python */
@@ -83,11 +98,25 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
     SET(owner_decision, owner_decision);
     SET(registered_decision, registered_decision);
     SET(query_type, query_type);
+    SET(history_type, history_type);
 #undef SET
     self->stop_flags = stop_flags;
     self->key_mix = key_mix;
     self->restrict_non_owner = restrict_non_owner;
     self->clone_detect = clone_detect;
+    self->origin_mask = origin_mask;
+    self->pre_registry = pre_registry;
+    self->table = Py_IS_TYPE(histories, &HistoriesType) ? (Histories *)histories : NULL;
+    self->flags_col = column_of(flags);
+    self->owner_col = column_of(owner);
+    int direct = presh_direct(imei_map);
+    if (direct < 0)
+        return -1;
+    self->pmap = direct ? (PreshMapObject *)imei_map : NULL;
+    if (self->pmap != NULL)
+        advise_huge(self->pmap->c_map->cells, (size_t)self->pmap->c_map->length * sizeof(PreshCell));
+    advise_huge_buffer(flags);
+    advise_huge_buffer(owner);
     return 0;
 }
 
@@ -116,25 +145,6 @@ get_ll(PyObject *q, PyObject *name, long long *out, PyObject **obj)
         *obj = v;
     else
         Py_DECREF(v);
-    return 0;
-}
-
-/* array[dev] as a long long (the arrays hold non-negative 64-bit values). */
-static int
-item_ll(PyObject *seq, Py_ssize_t i, long long *out)
-{
-    PyObject *v = PySequence_GetItem(seq, i);
-    if (v == NULL)
-        return -1;
-    int overflow = 0;
-    *out = PyLong_AsLongLongAndOverflow(v, &overflow);
-    Py_DECREF(v);
-    if (overflow) {
-        *out = -1; /* beyond int64: no MSISDN is; compares unequal to any subscriber */
-        return 0;
-    }
-    if (*out == -1 && PyErr_Occurred())
-        return -1;
     return 0;
 }
 
@@ -226,21 +236,15 @@ done_err:
     return -1;
 }
 
-/* The common attach, shared by every entry point. imei is the core (-1 malformed), sub the MSISDN (0: an
- * unknown subscriber) of a home (non-roamer) attach. With ints set, slot and t are the attach's slot and
- * time; without (a Query whose slot or time is not a plain int), q's own attributes are recorded.
- * Returns 1 when decided (*out: the shared Decision, borrowed; the attach recorded in the observation
- * history), 0 when not (nothing touched: the Python path decides), -1 on error. */
-int
-eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long slot, long long t, int ints,
-              PyObject *q, PyObject **out)
+/* The code of an IMEI in the index's map (eir.index.Index.lookup): 0 done (*code; 0 when absent), -1 error. */
+static inline int
+imei_code(FastCheck *self, unsigned long long mkey, long long *code)
 {
-    long long code, flags, owner;
-    PyObject *result;
-    if (imei < 0)
-        return 0; /* malformed */
-    /* the IMEI map: key ((core + 2) * KEY_MIX) mod 2**64, as eir.index.imei_key */
-    unsigned long long mkey = ((unsigned long long)imei + 2ULL) * self->key_mix;
+    if (self->pmap != NULL && mkey > 1) {
+        uint64_t v;
+        *code = presh_get(self->pmap, mkey, &v) ? (long long)v : 0;
+        return 0;
+    }
     PyObject *mk = PyLong_FromUnsignedLongLong(mkey);
     if (mk == NULL)
         return -1;
@@ -250,29 +254,62 @@ eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long s
         return -1;
     if (code_obj == Py_None) {
         Py_DECREF(code_obj);
-        return 0; /* unregistered: traveler rules */
+        *code = 0;
+        return 0;
     }
-    code = PyLong_AsLongLong(code_obj);
+    *code = PyLong_AsLongLong(code_obj);
     Py_DECREF(code_obj);
-    if (code == -1 && PyErr_Occurred())
+    return *code == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* The common attach, shared by every entry point. imei is the core (-1 malformed), sub the MSISDN (0: an
+ * unknown subscriber) of a home (non-roamer) attach. With ints set, slot and t are the attach's slot and
+ * time; without (a Query whose slot or time is not a plain int), q's own attributes are recorded.
+ * Returns 1 when decided (*out: the shared Decision, borrowed; the attach recorded in the observation
+ * history), 0 when not (nothing touched: the Python path decides), -1 on error.
+ *
+ * On a registry of a million devices the attach is bound by cache misses, not by work: the IMEI's map
+ * cell, its history cell and the device's flags and owner are each a miss. The map and history cells
+ * are prefetched together as soon as the IMEI is known, the flags and owner as soon as the device is, so
+ * the misses overlap instead of following one another. */
+int
+eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long slot, long long t, int ints,
+                     PyObject *q, PyObject **out)
+{
+    long long code, flags, owner;
+    PyObject *result;
+    if (imei < 0)
+        return 0; /* malformed */
+    Histories *table = self->table;
+    if (table != NULL && table->cells != NULL)
+        ht_prefetch(table, (uint64_t)imei + 1);
+    /* the IMEI map: key ((core + 2) * KEY_MIX) mod 2**64, as eir.index.imei_key */
+    unsigned long long mkey = ((unsigned long long)imei + 2ULL) * self->key_mix;
+    if (self->pmap != NULL) {
+        const PreshMapStruct *ms = self->pmap->c_map;
+        __builtin_prefetch(&ms->cells[mkey & (ms->length - 1)]);
+    }
+    if (imei_code(self, mkey, &code) < 0)
         return -1;
     if (code <= 1 || (code & 1))
-        return 0; /* unknown, or on the block list */
+        return 0; /* unregistered (traveler rules), unknown, or on the block list */
     Py_ssize_t dev = (Py_ssize_t)((code >> 1) - 1);
-    if (item_ll(self->flags, dev, &flags) < 0)
+    if (device_cols(self->flags, &self->flags_col, self->owner, &self->owner_col, dev, &flags, &owner) < 0)
         return -1;
     if (flags & self->stop_flags)
         return 0; /* blocked or cloned */
-    if (item_ll(self->owner, dev, &owner) < 0)
-        return -1;
-    if (owner == 0)
-        return 0; /* unowned: pre-registry or activation rules */
-    if (sub == owner)
-        result = self->owner_decision;
-    else if (!self->restrict_non_owner)
-        result = self->registered_decision;
-    else
-        return 0;
+    if (owner != 0) {
+        if (sub == owner)
+            result = self->owner_decision;
+        else if (!self->restrict_non_owner)
+            result = self->registered_decision;
+        else
+            return 0; /* a non-owner where non-owners are restricted: ownership grace */
+    } else if (self->origin_mask != 0 && (flags & self->origin_mask) == self->pre_registry) {
+        result = self->registered_decision; /* unowned pre-registry device */
+    } else {
+        return 0; /* unowned: activation rules */
+    }
     PyObject *imei_obj = PyLong_FromLongLong(imei);
     if (imei_obj == NULL)
         return -1;
@@ -280,14 +317,35 @@ eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long s
     if (rc != 0)
         goto done; /* detected (or error) */
     if (self->clone_detect && sub != 0) {
-        PyObject *h = PyDict_GetItemWithError(self->histories, imei_obj); /* borrowed */
-        if (h == NULL && PyErr_Occurred()) {
-            rc = -1;
-            goto done;
+        /* The clone check (decide._detect_clone) runs only on a History whose last subscriber is another
+         * one; a packed history has a single subscriber, the last. */
+        PyObject *h = NULL; /* borrowed */
+        if (table != NULL) {
+            if (ht_ready(table) < 0) {
+                rc = -1;
+                goto done;
+            }
+            const HCell *c = ht_find(table, (uint64_t)imei + 1);
+            if (c->key != 0 && c->count == 0)
+                h = c->u.obj;
+        } else {
+            h = PyDict_GetItemWithError(self->histories, imei_obj);
+            if (h == NULL && PyErr_Occurred()) {
+                rc = -1;
+                goto done;
+            }
+            if (h != NULL && PyLong_CheckExact(h))
+                h = NULL;
         }
-        if (h != NULL && !PyLong_CheckExact(h)) {
-            rc = 0;
-            goto done; /* more than one subscriber seen: the clone check runs in Python */
+        if (h != NULL) {
+            long long last = -1;
+            rc = Py_IS_TYPE(h, (PyTypeObject *)self->history_type) ? get_ll(h, s_last_msisdn, &last, NULL) : 1;
+            if (rc != 0)
+                goto done; /* not a History as eir.state makes them (or an error): Python */
+            if (last != 0 && last != sub) {
+                rc = 0;
+                goto done; /* someone else attached last: the clone check runs in Python */
+            }
         }
     }
     rc = PyDict_Contains(self->grace_imeis, imei_obj);
@@ -297,7 +355,7 @@ eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long s
     if (sub != 0) {
         int todo = 1;
         if (ints && self->observe == NULL && 0 <= slot && slot < (1 << SLOT_BITS) && 0 < sub && sub < (1LL << 50)) {
-            todo = observe_packed(self, imei_obj, sub, slot, t);
+            todo = table != NULL ? ht_observe(table, imei, sub, slot, t) : observe_packed(self, imei_obj, sub, slot, t);
             if (todo < 0) {
                 rc = -1;
                 goto done;
@@ -401,13 +459,14 @@ static struct PyModuleDef fastpath_module = {
 PyMODINIT_FUNC
 PyInit__fastpath(void)
 {
-    if (PyType_Ready(&FastCheckType) < 0)
+    if (PyType_Ready(&FastCheckType) < 0 || PyType_Ready(&HistoriesType) < 0)
         return NULL;
     s_imei = PyUnicode_InternFromString("imei");
     s_msisdn = PyUnicode_InternFromString("msisdn");
     s_slot = PyUnicode_InternFromString("slot");
     s_time = PyUnicode_InternFromString("time");
     s_roamer = PyUnicode_InternFromString("roamer");
+    s_last_msisdn = PyUnicode_InternFromString("last_msisdn");
     py_time_mask = PyLong_FromLongLong(TIME_MASK);
     py_key_shift_obj = PyLong_FromLong(KEY_SHIFT);
     PyObject *one = PyLong_FromLong(1);
@@ -415,8 +474,8 @@ PyInit__fastpath(void)
     py_count_one = (one && sixty_four) ? PyNumber_Lshift(one, sixty_four) : NULL;
     Py_XDECREF(one);
     Py_XDECREF(sixty_four);
-    if (!s_imei || !s_msisdn || !s_slot || !s_time || !s_roamer || !py_time_mask || !py_key_shift_obj
-            || !py_count_one)
+    if (!s_imei || !s_msisdn || !s_slot || !s_time || !s_roamer || !s_last_msisdn || !py_time_mask
+            || !py_key_shift_obj || !py_count_one)
         return NULL;
     PyObject *m = PyModule_Create(&fastpath_module);
     if (m == NULL)
@@ -424,6 +483,12 @@ PyInit__fastpath(void)
     Py_INCREF(&FastCheckType);
     if (PyModule_AddObject(m, "FastCheck", (PyObject *)&FastCheckType) < 0) {
         Py_DECREF(&FastCheckType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&HistoriesType);
+    if (PyModule_AddObject(m, "Histories", (PyObject *)&HistoriesType) < 0) {
+        Py_DECREF(&HistoriesType);
         Py_DECREF(m);
         return NULL;
     }

@@ -18,12 +18,21 @@
 #define MIN_EPOCH 946684800LL
 #define MAX_EPOCH 4102444800LL
 
+/* A device column (array.array) read through the buffer protocol (eir/_layout.h): item size, signedness. */
+typedef struct {
+    int size;   /* 1, 2, 4 or 8; 0: not a buffer of plain integers (read with PySequence_GetItem) */
+    int is_signed;
+} Column;
+
+struct eir_presh_map;   /* preshed's PreshMap object, read in place (eir/_layout.h) */
+struct eir_histories;   /* the C table of histories (eir/_histable.h) */
+
 typedef struct {
     PyObject_HEAD
     PyObject *imei_map;     /* preshed PreshMap: imei key -> code */
     PyObject *flags;        /* array of device flags */
     PyObject *owner;        /* array of device owners (0 = none) */
-    PyObject *histories;    /* dict imei -> packed int | History */
+    PyObject *histories;    /* dict or Histories table: imei -> packed int | History */
     PyObject *detections;   /* dict imei -> Detection */
     PyObject *grace_imeis;  /* dict imei -> count */
     PyObject *observe;      /* state.observe (bound), or NULL when the packed update is done here */
@@ -41,6 +50,14 @@ typedef struct {
     char cc[IDENT_MAX_CC + 1];  /* the home country code */
     size_t cc_len;
     Py_ssize_t nml;             /* national mobile number length (0: none); -1: MSISDNs left to Python */
+    /* more of the common case: unowned devices of this origin are REGISTERED (mask 0: none), and a
+     * History (eir.state.History; NULL: every History declined) whose last subscriber is this one */
+    long long origin_mask, pre_registry;
+    PyObject *history_type;
+    /* the memory layout of the common attach's data (see eir_fp_decide_common) */
+    struct eir_presh_map *pmap; /* imei_map when read in place, else NULL */
+    struct eir_histories *table; /* histories when it is a Histories table, else NULL (a dict) */
+    Column flags_col, owner_col;
 } FastCheck;
 
 /* One attach's values, parsed (eir_fp_parse_raw). */

@@ -23,12 +23,13 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from eir.decide import ORIGIN_PRE_REGISTRY
 from eir.identifiers import MAX_SLOT
-from eir.index import BLOCKED, CLONED
+from eir.index import BLOCKED, CLONED, ORIGIN_MASK
 from eir.model import CONST, Decision, Query, Reason
 from eir.query import MAX_EPOCH, MAX_FIELD_CHARS, MIN_EPOCH
 from eir.registry import KEY_MIX
-from eir.state import KEY_SHIFT, SLOT_BITS, TIME_BITS, MemoryState
+from eir.state import KEY_SHIFT, SLOT_BITS, TIME_BITS, History, MemoryState
 
 if TYPE_CHECKING:
     from eir.engine import Bundle
@@ -104,5 +105,6 @@ def accelerator(bundle: Bundle, state: MemoryState) -> FastCheck | None:
         stop_flags=BLOCKED | CLONED, key_mix=KEY_MIX, restrict_non_owner=r.restrict_non_owner,
         clone_detect=r.clone_detect, deny_invalid_check_digit=r.imei.deny_invalid_check_digit,
         deny_test_imeis=r.imei.deny_test_imeis, country_code=r.plan.country_code,
-        national_mobile_length=r.plan.national_mobile_length, query_type=Query)
+        national_mobile_length=r.plan.national_mobile_length, query_type=Query, origin_mask=ORIGIN_MASK,
+        pre_registry_origin=ORIGIN_PRE_REGISTRY, history_type=History)
     return fast

@@ -9,9 +9,11 @@ memory for the synchronous decision, and the store persists every change.
 
 from __future__ import annotations
 
+import importlib
+import os
 import secrets
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -134,6 +136,30 @@ def pack_history(h: History) -> Observed:
     return h
 
 
+def _histories_table() -> Callable[[], MutableMapping[int, Observed]] | None:
+    """The C table of histories (eir/_histable.h) when the accelerator is built and enabled, else None."""
+    if os.environ.get("EIR_PURE_PYTHON"):
+        return None
+    try:
+        mod = importlib.import_module("eir._fastpath")
+    except ImportError:
+        return None
+    if (mod.KEY_SHIFT, mod.SLOT_BITS, mod.TIME_BITS) != (KEY_SHIFT, SLOT_BITS, TIME_BITS):
+        return None  # built from another version of the packed history
+    table: type[MutableMapping[int, Observed]] = mod.Histories
+    MutableMapping.register(table)
+    return table
+
+
+_TABLE: Final = _histories_table()
+
+
+def new_histories() -> MutableMapping[int, Observed]:
+    """An empty histories mapping: the C table when available (one cache miss per attach instead of a
+    dict's four, updated in place), else a dict. Both hold and return the same values."""
+    return {} if _TABLE is None else _TABLE()
+
+
 def history_last_time(v: Observed) -> int:
     """The time of the IMEI's last attach."""
     return v & TIME_MASK if isinstance(v, int) else v.last_time
@@ -167,14 +193,15 @@ class StateView(Protocol):
 class MemoryState:
     """All engine state in process memory (replay default; the cache under the durable store)."""
 
-    def __init__(self, keep_outbox: bool = True) -> None:
+    def __init__(self, keep_outbox: bool = True, histories: MutableMapping[int, Observed] | None = None) -> None:
         self.keep_outbox = keep_outbox  # a replay streams events to a file instead of keeping them
         self.graces: dict[tuple[int, int, int], Grace] = {}
         self.grace_imeis: dict[int, int] = {}  # imei -> number of grace records (fast "has any")
         self.activations: dict[int, Activation] = {}
         self.windows: dict[int, TravelerWindow] = {}
         self.quotas: dict[str, int] = {}
-        self.histories: dict[int, Observed] = {}
+        #: IMEI core -> packed int | History: a dict, or the accelerator's table (see new_histories).
+        self.histories: MutableMapping[int, Observed] = new_histories() if histories is None else histories
         self.detections: dict[int, Detection] = {}
         self.marks: dict[tuple[str, int, int, int], int] = {}
         self.enforced: deque[int] = deque()  # times of enforced detections (safety bound, last hour)

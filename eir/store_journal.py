@@ -518,7 +518,9 @@ class Journal(MemoryState):
         hitems = list(hs.items())
         for i in range(0, len(hitems), chunk):
             for imei, h in hitems[i:i + chunk]:
-                if history_last_time(h) <= cut and hs.get(imei) is h:
+                # Unchanged since listed (attaches run between chunks): equal, not identical - the C table
+                # of histories (eir.state.new_histories) builds a new int for a packed value on each read.
+                if history_last_time(h) <= cut and hs.get(imei) == h:
                     del hs[imei]
                     if isinstance(h, History) and h.switchbacks:
                         self._d_switchback.add(imei)

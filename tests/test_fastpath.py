@@ -70,6 +70,13 @@ def run(index: Index, rules: RuleSet, queries: list[Query], state: MemoryState,
     return out, [e.to_dict() for e in events], state_view(state)
 
 
+class _OtherMap(dict[int, int]):
+    """An IMEI map that is not a PreshMap (read through PyObject_GetItem): None for a missing key."""
+
+    def __missing__(self, key: int) -> None:
+        return None
+
+
 def _index(records: list[dict[str, Any]]) -> Index:
     with tempfile.TemporaryDirectory() as d:
         src = write_jsonl(Path(d) / "r.jsonl", records)
@@ -90,7 +97,16 @@ def test_accelerated_engine_equals_the_python_path(records: list[dict[str, Any]]
         # Some attaches without a subscriber, and some by roamers: the paths the accelerator declines.
         m = None if subscriber and t % 7 == 0 else ("+4915112345678" if t % 11 == 0 else msisdn)
         queries.append(build_query(index, r, t, imei, m, slot))
-    assert run(index, r, queries, MemoryState(), True) == run(index, r, queries, MemoryState(), False)
+    # The reference: the Python path over a dict of histories; the accelerated one over the C table (when
+    # built) - and the Python path over the table, too.
+    reference = run(index, r, queries, MemoryState(histories={}), False)
+    assert run(index, r, queries, MemoryState(), True) == reference
+    assert run(index, r, queries, MemoryState(), False) == reference
+    # The accelerator's other layouts: a dict of histories, and an IMEI map it does not read directly.
+    assert run(index, r, queries, MemoryState(histories={}), True) == reference
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Index, "imei_table", lambda self: _OtherMap(self._map.items()))
+        assert run(index, r, queries, MemoryState(), True) == reference
 
 
 @needs_fastpath
@@ -105,7 +121,7 @@ def test_accelerated_engine_equals_the_python_path_on_the_demo_with_durable_stat
     probe = Engine(Bundle.of(index, r), MemoryState())
     queries = [q for _, _, q in parse_rows(read_rows(demo / "attaches.csv"), probe, lambda bad: None)]
     fast = run(index, r, queries, MemoryState(), True)
-    assert fast == run(index, r, queries, MemoryState(), False)
+    assert fast == run(index, r, queries, MemoryState(histories={}), False)
     assert sum(d[0] is Reason.OWNER for d in fast[0]) > len(queries) // 2  # the accelerated case dominates
     with SyncSqliteState.open(tmp_path / "a.db") as a, SyncSqliteState.open(tmp_path / "b.db") as b:
         durable = run(index, r, queries, a, True)
