@@ -1,14 +1,14 @@
 /* eir._fastpath: the common attach decided and recorded in C (optional accelerator of eir.engine).
  *
- * FastCheck(...)(query) returns the shared Decision for the one effect-free outcome that makes up ~80%
- * of attaches - a registered, owned device, neither blocked nor cloned nor detected, no grace on the
- * IMEI: ALLOW OWNER, or ALLOW REGISTERED when non-owners are not restricted - after recording the attach
- * in the observation history exactly as MemoryState.observe does. For every other attach it returns None
- * without touching anything, and eir.engine runs the Python path (decide + effects + observe), which
- * remains the reference: tests/test_fastpath.py checks that both give the same decisions, events and
- * state. The logic mirrors eir/decide.py (the first rules of decide) and eir/state.py (packed history).
+ * FastCheck(...)(query) returns the shared Decision of the outcomes without effects or deadline that make
+ * up ~80% of attaches (eir_fp_decide_common: ALLOW OWNER / REGISTERED on a registered or pre-registry
+ * device, ROAMER_EXEMPT, MALFORMED_IMEI), after recording the attach in the observation history exactly
+ * as Engine.check does. For every other attach it returns None without touching anything, and eir.engine
+ * runs the Python path (decide + effects + observe), which remains the reference: tests/test_fastpath.py
+ * checks that both give the same decisions, events and state. The logic mirrors eir/decide.py (the rules
+ * of decide that end without effects) and eir/state.py (packed history).
  *
- * Two entry points share that one decision (decide_common): calling the object with a Query, and
+ * Two entry points share that one decision (eir_fp_decide_common): calling the object with a Query, and
  * check_raw(imei, msisdn, slot, time, imsi) with the values as received, whose common forms are parsed
  * here (eir/_ident.h, as eir.query.build_query parses them); any other form, any value build_query
  * would refuse, and every attach the common case does not cover give None (tests/test_fastpath_raw.py).
@@ -23,7 +23,7 @@
 #include "_histype.h"
 #include "_layout.h"
 
-static PyObject *s_imei, *s_msisdn, *s_slot, *s_time, *s_roamer, *s_last_msisdn;
+static PyObject *s_imei, *s_msisdn, *s_slot, *s_time, *s_roamer, *s_last_msisdn, *s_enforced;
 static PyObject *py_time_mask, *py_count_one, *py_key_shift_obj;
 
 static void
@@ -35,10 +35,11 @@ FastCheck_dealloc(FastCheck *self)
     Py_XDECREF(self->histories);
     Py_XDECREF(self->detections);
     Py_XDECREF(self->grace_imeis);
+    Py_XDECREF(self->graces);
     Py_XDECREF(self->observe);
     Py_XDECREF(self->memory_observe);
-    Py_XDECREF(self->owner_decision);
-    Py_XDECREF(self->registered_decision);
+    for (int k = 0; k < D_COUNT; k++)
+        Py_XDECREF(self->decisions[k]);
     Py_XDECREF(self->query_type);
     Py_XDECREF(self->history_type);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -47,28 +48,31 @@ FastCheck_dealloc(FastCheck *self)
 static int
 FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"imei_map", "flags", "owner", "histories", "detections", "grace_imeis",
-                             "observe", "memory_observe", "owner_decision", "registered_decision",
-                             "stop_flags", "key_mix", "restrict_non_owner", "clone_detect",
-                             "deny_invalid_check_digit", "deny_test_imeis", "country_code",
-                             "national_mobile_length", "query_type", "origin_mask", "pre_registry_origin",
-                             "history_type", NULL};
-    PyObject *imei_map, *flags, *owner, *histories, *detections, *grace_imeis, *observe, *memory_observe;
-    PyObject *owner_decision, *registered_decision, *query_type = Py_None;
-    long long stop_flags;
+    static char *kwlist[] = {"imei_map", "flags", "owner", "histories", "detections", "grace_imeis", "graces",
+                             "observe", "memory_observe", "decisions", "blocked_flag", "cloned_flag", "key_mix",
+                             "restrict_non_owner", "clone_detect", "roamers_exempt", "deny_invalid_check_digit",
+                             "deny_test_imeis", "country_code", "national_mobile_length", "query_type",
+                             "origin_mask", "pre_registry_origin", "history_type", NULL};
+    PyObject *imei_map, *flags, *owner, *histories, *detections, *grace_imeis, *graces, *observe, *memory_observe;
+    PyObject *decisions, *query_type = Py_None;
+    long long blocked, cloned;
     unsigned long long key_mix;
-    int restrict_non_owner, clone_detect, deny_check = 1, deny_test = 1;
+    int restrict_non_owner, clone_detect, roamers_exempt, deny_check = 1, deny_test = 1;
     const char *cc = "98";
     Py_ssize_t cc_len = 2, nml = 10;
     long long origin_mask = 0, pre_registry = 0;
     PyObject *history_type = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO!O!OOOOLKpp|pps#nOLLO!", kwlist, &imei_map, &flags,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO!O!O!OOO!LLKppp|pps#nOLLO!", kwlist, &imei_map, &flags,
                                      &owner, &histories, &PyDict_Type, &detections, &PyDict_Type, &grace_imeis,
-                                     &observe, &memory_observe, &owner_decision, &registered_decision,
-                                     &stop_flags, &key_mix, &restrict_non_owner, &clone_detect, &deny_check,
-                                     &deny_test, &cc, &cc_len, &nml, &query_type, &origin_mask, &pre_registry,
-                                     &PyType_Type, &history_type))
+                                     &PyDict_Type, &graces, &observe, &memory_observe, &PyTuple_Type, &decisions,
+                                     &blocked, &cloned, &key_mix, &restrict_non_owner, &clone_detect,
+                                     &roamers_exempt, &deny_check, &deny_test, &cc, &cc_len, &nml, &query_type,
+                                     &origin_mask, &pre_registry, &PyType_Type, &history_type))
         return -1;
+    if (PyTuple_GET_SIZE(decisions) != D_COUNT) {
+        PyErr_SetString(PyExc_ValueError, "decisions: one per eir.fastpath.FAST_REASONS");
+        return -1;
+    }
     if (!PyDict_CheckExact(histories) && !Py_IS_TYPE(histories, &HistoriesType)) {
         PyErr_SetString(PyExc_TypeError, "histories must be a dict or a Histories table");
         return -1;
@@ -89,18 +93,21 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
     SET(histories, histories);
     SET(detections, detections);
     SET(grace_imeis, grace_imeis);
+    SET(graces, graces);
     if (observe == Py_None) {
         SET(observe, (PyObject *)NULL);
     } else {
         SET(observe, observe);
     }
     SET(memory_observe, memory_observe);
-    SET(owner_decision, owner_decision);
-    SET(registered_decision, registered_decision);
+    for (int k = 0; k < D_COUNT; k++)
+        SET(decisions[k], PyTuple_GET_ITEM(decisions, k));
     SET(query_type, query_type);
     SET(history_type, history_type);
 #undef SET
-    self->stop_flags = stop_flags;
+    self->blocked_flag = blocked;
+    self->cloned_flag = cloned;
+    self->roamers_exempt = roamers_exempt;
     self->key_mix = key_mix;
     self->restrict_non_owner = restrict_non_owner;
     self->clone_detect = clone_detect;
@@ -262,26 +269,131 @@ imei_code(FastCheck *self, unsigned long long mkey, long long *code)
     return *code == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
-/* The common attach, shared by every entry point. imei is the core (-1 malformed), sub the MSISDN (0: an
- * unknown subscriber) of a home (non-roamer) attach. With ints set, slot and t are the attach's slot and
- * time; without (a Query whose slot or time is not a plain int), q's own attributes are recorded.
- * Returns 1 when decided (*out: the shared Decision, borrowed; the attach recorded in the observation
- * history), 0 when not (nothing touched: the Python path decides), -1 on error.
+/* Whether the subscriber holds a grace on the IMEI (eir.decide._allowed then drops it: Python). */
+static int
+has_grace(FastCheck *self, PyObject *imei_obj, long long sub)
+{
+    int rc = PyDict_Contains(self->grace_imeis, imei_obj);
+    if (rc <= 0)
+        return rc;
+    PyObject *sub_obj = PyLong_FromLongLong(sub);
+    if (sub_obj == NULL)
+        return -1;
+    rc = 0;
+    for (long kind = 1; kind <= 2 && rc == 0; kind++) { /* eir.model.GraceKind CLONE, OWNERSHIP */
+        PyObject *k = PyLong_FromLong(kind);
+        PyObject *key = k != NULL ? PyTuple_Pack(3, imei_obj, sub_obj, k) : NULL;
+        rc = key != NULL ? PyDict_Contains(self->graces, key) : -1;
+        Py_XDECREF(key);
+        Py_XDECREF(k);
+    }
+    Py_DECREF(sub_obj);
+    return rc;
+}
+
+/* Whether the IMEI has an enforced clone detection (eir.decide then treats the device as cloned). */
+static int
+is_detected(FastCheck *self, PyObject *imei_obj)
+{
+    PyObject *det = PyDict_GetItemWithError(self->detections, imei_obj); /* borrowed */
+    if (det == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *enforced = PyObject_GetAttr(det, s_enforced);
+    if (enforced == NULL)
+        return -1;
+    int rc = PyObject_IsTrue(enforced);
+    Py_DECREF(enforced);
+    return rc;
+}
+
+/* Whether eir.decide would run the clone check (decide._detect_clone: it may find a switch-back): the
+ * history is a History (a packed one has a single subscriber, the last) whose last subscriber is another
+ * one. 1 also for a value that is not a History as eir.state makes them (Python judges it). */
+static int
+may_switch_back(FastCheck *self, PyObject *imei_obj, long long imei, long long sub)
+{
+    PyObject *h = NULL; /* borrowed */
+    Histories *table = self->table;
+    if (table != NULL) {
+        if (ht_ready(table) < 0)
+            return -1;
+        const HCell *c = ht_find(table, (uint64_t)imei + 1);
+        if (c->key != 0 && c->count == 0)
+            h = c->u.obj;
+    } else {
+        h = PyDict_GetItemWithError(self->histories, imei_obj);
+        if (h == NULL && PyErr_Occurred())
+            return -1;
+        if (h != NULL && PyLong_CheckExact(h))
+            h = NULL;
+    }
+    if (h == NULL)
+        return 0;
+    long long last = -1;
+    int rc = Py_IS_TYPE(h, (PyTypeObject *)self->history_type) ? get_ll(h, s_last_msisdn, &last, NULL) : 1;
+    if (rc != 0)
+        return rc;
+    return last != 0 && last != sub;
+}
+
+/* Record the attach as Engine.check does (a known home subscriber on a well-formed IMEI): the packed
+ * history updated here, or the state's own observe. 0 done, -1 error. */
+static int
+record(FastCheck *self, PyObject *imei_obj, long long imei, long long sub, long long slot, long long t, int ints,
+       PyObject *q)
+{
+    Histories *table = self->table;
+    if (ints && self->observe == NULL && 0 <= slot && slot < (1 << SLOT_BITS) && 0 < sub && sub < (1LL << 50)) {
+        int todo = table != NULL ? ht_observe(table, imei, sub, slot, t) : observe_packed(self, imei_obj, sub, slot, t);
+        if (todo <= 0)
+            return todo;
+    }
+    /* Not the packed case (a History, or a store that records more): the state's own observe. */
+    PyObject *fn = self->observe != NULL ? self->observe : self->memory_observe;
+    PyObject *sub_obj = PyLong_FromLongLong(sub);
+    PyObject *sv = NULL, *tv = NULL, *r = NULL;
+    if (sub_obj != NULL) {
+        sv = ints ? PyLong_FromLongLong(slot) : PyObject_GetAttr(q, s_slot);
+        tv = sv == NULL ? NULL : ints ? PyLong_FromLongLong(t) : PyObject_GetAttr(q, s_time);
+        if (tv != NULL)
+            r = PyObject_CallFunctionObjArgs(fn, imei_obj, sub_obj, sv, tv, NULL);
+    }
+    Py_XDECREF(sub_obj);
+    Py_XDECREF(sv);
+    Py_XDECREF(tv);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* The common attach, shared by every entry point: eir.decide.decide + Engine.check for the outcomes
+ * without effects or deadline - a malformed IMEI; an exempt roamer on a device that is not blocked; a
+ * registered device (not blocked) attached by its owner, even when cloned or detected; attached by anyone
+ * when non-owners are unrestricted and the device is neither cloned nor detected nor possibly switched
+ * back to; an unowned pre-registry device - in each case only when the subscriber holds no grace on the
+ * IMEI. imei is the core (-1 malformed), sub the MSISDN (0: an unknown subscriber). With ints set, slot
+ * and t are the attach's slot and time; without (a Query whose slot or time is not a plain int), q's own
+ * attributes are recorded. Returns the outcome (D_*: the attach recorded as Engine.check records it),
+ * FP_DECLINED (nothing touched) or FP_ERROR.
  *
  * On a registry of a million devices the attach is bound by cache misses, not by work: the IMEI's map
  * cell, its history cell and the device's flags and owner are each a miss. The map and history cells
  * are prefetched together as soon as the IMEI is known, the flags and owner as soon as the device is, so
  * the misses overlap instead of following one another. */
 int
-eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long slot, long long t, int ints,
-                     PyObject *q, PyObject **out)
+eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long slot, long long t, int roamer,
+                     int ints, PyObject *q)
 {
     long long code, flags, owner;
-    PyObject *result;
+    int result;
     if (imei < 0)
-        return 0; /* malformed */
+        return D_MALFORMED; /* not recorded */
+    int exempt = roamer && self->roamers_exempt;
+    if (roamer && !exempt)
+        return FP_DECLINED;
     Histories *table = self->table;
-    if (table != NULL && table->cells != NULL)
+    if (table != NULL && table->cells != NULL && !roamer)
         ht_prefetch(table, (uint64_t)imei + 1);
     /* the IMEI map: key ((core + 2) * KEY_MIX) mod 2**64, as eir.index.imei_key */
     unsigned long long mkey = ((unsigned long long)imei + 2ULL) * self->key_mix;
@@ -290,111 +402,61 @@ eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long s
         __builtin_prefetch(&ms->cells[mkey & (ms->length - 1)]);
     }
     if (imei_code(self, mkey, &code) < 0)
-        return -1;
-    if (code <= 1 || (code & 1))
-        return 0; /* unregistered (traveler rules), unknown, or on the block list */
+        return FP_ERROR;
+    if (code == 0)
+        return exempt ? D_ROAMER : FP_DECLINED; /* unregistered: traveler rules */
+    if (code == 1 || (code & 1))
+        return FP_DECLINED; /* on the block list */
     Py_ssize_t dev = (Py_ssize_t)((code >> 1) - 1);
     if (device_cols(self->flags, &self->flags_col, self->owner, &self->owner_col, dev, &flags, &owner) < 0)
-        return -1;
-    if (flags & self->stop_flags)
-        return 0; /* blocked or cloned */
-    if (owner != 0) {
+        return FP_ERROR;
+    if (flags & self->blocked_flag)
+        return FP_DECLINED;
+    if (exempt)
+        return D_ROAMER; /* not recorded: a roamer */
+    int cloned = (flags & self->cloned_flag) != 0;
+    if (cloned) {
+        if (sub == 0 || sub != owner)
+            return FP_DECLINED; /* operator SIMs, pre-registry users, clone grace */
+        result = D_OWNER;
+    } else if (owner != 0) {
         if (sub == owner)
-            result = self->owner_decision;
+            result = D_OWNER;
         else if (!self->restrict_non_owner)
-            result = self->registered_decision;
+            result = D_REGISTERED;
         else
-            return 0; /* a non-owner where non-owners are restricted: ownership grace */
+            return FP_DECLINED; /* operator SIMs, ownership grace */
     } else if (self->origin_mask != 0 && (flags & self->origin_mask) == self->pre_registry) {
-        result = self->registered_decision; /* unowned pre-registry device */
+        result = D_REGISTERED; /* unowned pre-registry device */
     } else {
-        return 0; /* unowned: activation rules */
+        return FP_DECLINED; /* unowned: activation rules */
     }
     PyObject *imei_obj = PyLong_FromLongLong(imei);
     if (imei_obj == NULL)
-        return -1;
-    int rc = PyDict_Contains(self->detections, imei_obj);
-    if (rc != 0)
-        goto done; /* detected (or error) */
-    if (self->clone_detect && sub != 0) {
-        /* The clone check (decide._detect_clone) runs only on a History whose last subscriber is another
-         * one; a packed history has a single subscriber, the last. */
-        PyObject *h = NULL; /* borrowed */
-        if (table != NULL) {
-            if (ht_ready(table) < 0) {
-                rc = -1;
-                goto done;
-            }
-            const HCell *c = ht_find(table, (uint64_t)imei + 1);
-            if (c->key != 0 && c->count == 0)
-                h = c->u.obj;
-        } else {
-            h = PyDict_GetItemWithError(self->histories, imei_obj);
-            if (h == NULL && PyErr_Occurred()) {
-                rc = -1;
-                goto done;
-            }
-            if (h != NULL && PyLong_CheckExact(h))
-                h = NULL;
-        }
-        if (h != NULL) {
-            long long last = -1;
-            rc = Py_IS_TYPE(h, (PyTypeObject *)self->history_type) ? get_ll(h, s_last_msisdn, &last, NULL) : 1;
-            if (rc != 0)
-                goto done; /* not a History as eir.state makes them (or an error): Python */
-            if (last != 0 && last != sub) {
-                rc = 0;
-                goto done; /* someone else attached last: the clone check runs in Python */
-            }
+        return FP_ERROR;
+    int rc = 0;
+    if (!cloned) {
+        /* An enforced clone detection makes the device cloned; otherwise the clone check may run. */
+        rc = is_detected(self, imei_obj);
+        if (rc > 0) {
+            rc = sub != 0 && sub == owner ? 0 : 1;
+            result = D_OWNER;
+        } else if (rc == 0 && self->clone_detect && sub != 0) {
+            rc = may_switch_back(self, imei_obj, imei, sub);
         }
     }
-    rc = PyDict_Contains(self->grace_imeis, imei_obj);
-    if (rc != 0)
-        goto done; /* graces may have to be dropped: Python */
-    /* Decided: record the attach (Engine.check: a known home subscriber on a well-formed IMEI). */
-    if (sub != 0) {
-        int todo = 1;
-        if (ints && self->observe == NULL && 0 <= slot && slot < (1 << SLOT_BITS) && 0 < sub && sub < (1LL << 50)) {
-            todo = table != NULL ? ht_observe(table, imei, sub, slot, t) : observe_packed(self, imei_obj, sub, slot, t);
-            if (todo < 0) {
-                rc = -1;
-                goto done;
-            }
-        }
-        if (todo) {
-            /* Not the packed case (or a store that records more): the state's own observe. */
-            PyObject *fn = self->observe != NULL ? self->observe : self->memory_observe;
-            PyObject *sub_obj = PyLong_FromLongLong(sub);
-            PyObject *sv = NULL, *tv = NULL, *r = NULL;
-            if (sub_obj != NULL) {
-                sv = ints ? PyLong_FromLongLong(slot) : PyObject_GetAttr(q, s_slot);
-                tv = sv == NULL ? NULL : ints ? PyLong_FromLongLong(t) : PyObject_GetAttr(q, s_time);
-                if (tv != NULL)
-                    r = PyObject_CallFunctionObjArgs(fn, imei_obj, sub_obj, sv, tv, NULL);
-            }
-            Py_XDECREF(sub_obj);
-            Py_XDECREF(sv);
-            Py_XDECREF(tv);
-            if (r == NULL) {
-                rc = -1;
-                goto done;
-            }
-            Py_DECREF(r);
-        }
-    }
+    if (rc == 0 && sub != 0)
+        rc = has_grace(self, imei_obj, sub);
+    if (rc == 0 && sub != 0)
+        rc = record(self, imei_obj, imei, sub, slot, t, ints, q);
     Py_DECREF(imei_obj);
-    *out = result;
-    return 1;
-done:
-    /* rc: -1 an error, otherwise declined (PyDict_Contains' 1, "present", included) */
-    Py_DECREF(imei_obj);
-    return rc < 0 ? -1 : 0;
+    return rc < 0 ? FP_ERROR : rc > 0 ? FP_DECLINED : result;
 }
 
 static PyObject *
 FastCheck_call(FastCheck *self, PyObject *args, PyObject *kwds)
 {
-    PyObject *q, *out = NULL;
+    PyObject *q;
     if (!PyArg_UnpackTuple(args, "FastCheck", 1, 1, &q))
         return NULL;
     long long imei, sub, t = 0, slot = 0;
@@ -403,8 +465,8 @@ FastCheck_call(FastCheck *self, PyObject *args, PyObject *kwds)
         return NULL;
     int is_roamer = PyObject_IsTrue(roamer);
     Py_DECREF(roamer);
-    if (is_roamer != 0)
-        return is_roamer < 0 ? NULL : Py_NewRef(Py_None);
+    if (is_roamer < 0)
+        return NULL;
     int rc = get_ll(q, s_imei, &imei, NULL);
     if (rc == 0)
         rc = get_ll(q, s_msisdn, &sub, NULL);
@@ -414,10 +476,10 @@ FastCheck_call(FastCheck *self, PyObject *args, PyObject *kwds)
     int rs = rc == 0 ? get_ll(q, s_slot, &slot, NULL) : 1;
     if (rc < 0 || rs < 0)
         return NULL;
-    rc = eir_fp_decide_common(self, imei, sub, slot, t, rc == 0 && rs == 0, q, &out);
-    if (rc < 0)
+    int d = eir_fp_decide_common(self, imei, sub, slot, t, is_roamer, rc == 0 && rs == 0, q);
+    if (d == FP_ERROR)
         return NULL;
-    return Py_NewRef(rc ? out : Py_None);
+    return Py_NewRef(d == FP_DECLINED ? Py_None : self->decisions[d]);
 }
 
 static PyMethodDef FastCheck_methods[] = {
@@ -467,6 +529,7 @@ PyInit__fastpath(void)
     s_time = PyUnicode_InternFromString("time");
     s_roamer = PyUnicode_InternFromString("roamer");
     s_last_msisdn = PyUnicode_InternFromString("last_msisdn");
+    s_enforced = PyUnicode_InternFromString("enforced");
     py_time_mask = PyLong_FromLongLong(TIME_MASK);
     py_key_shift_obj = PyLong_FromLong(KEY_SHIFT);
     PyObject *one = PyLong_FromLong(1);
@@ -474,7 +537,7 @@ PyInit__fastpath(void)
     py_count_one = (one && sixty_four) ? PyNumber_Lshift(one, sixty_four) : NULL;
     Py_XDECREF(one);
     Py_XDECREF(sixty_four);
-    if (!s_imei || !s_msisdn || !s_slot || !s_time || !s_roamer || !s_last_msisdn || !py_time_mask
+    if (!s_imei || !s_msisdn || !s_slot || !s_time || !s_roamer || !s_last_msisdn || !s_enforced || !py_time_mask
             || !py_key_shift_obj || !py_count_one)
         return NULL;
     PyObject *m = PyModule_Create(&fastpath_module);

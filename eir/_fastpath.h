@@ -27,6 +27,12 @@ typedef struct {
 struct eir_presh_map;   /* preshed's PreshMap object, read in place (eir/_layout.h) */
 struct eir_histories;   /* the C table of histories (eir/_histable.h) */
 
+/* The outcomes decided here (eir.fastpath.FAST_REASONS, in this order), and what eir_fp_decide_common
+ * answers otherwise. */
+enum { D_OWNER, D_REGISTERED, D_ROAMER, D_MALFORMED, D_COUNT };
+#define FP_DECLINED (-1) /* not decided here, nothing touched: the Python path decides */
+#define FP_ERROR (-2)    /* a Python exception is set */
+
 typedef struct {
     PyObject_HEAD
     PyObject *imei_map;     /* preshed PreshMap: imei key -> code */
@@ -35,15 +41,16 @@ typedef struct {
     PyObject *histories;    /* dict or Histories table: imei -> packed int | History */
     PyObject *detections;   /* dict imei -> Detection */
     PyObject *grace_imeis;  /* dict imei -> count */
+    PyObject *graces;       /* dict (imei, msisdn, kind) -> Grace */
     PyObject *observe;      /* state.observe (bound), or NULL when the packed update is done here */
     PyObject *memory_observe; /* MemoryState.observe bound to the state (the History form) */
-    PyObject *owner_decision;
-    PyObject *registered_decision;
+    PyObject *decisions[D_COUNT]; /* the shared Decision of each outcome decided here */
     PyObject *query_type;   /* eir.model.Query: built for the batch items the common case does not cover */
-    long long stop_flags;   /* BLOCKED | CLONED */
+    long long blocked_flag, cloned_flag; /* eir.registry device flags */
     unsigned long long key_mix; /* eir.registry.KEY_MIX */
     int restrict_non_owner;
     int clone_detect;
+    int roamers_exempt;
     /* the raw entry point's parsing policy (rules [imei] and the numbering plan) */
     int deny_invalid_check_digit;
     int deny_test_imeis;
@@ -73,8 +80,8 @@ typedef struct {
     long long kind; /* ITEM_PYTHON (zeroed: parsed by Python, its Query in the queries list), HOME, ROAMER */
 } BatchItem;
 
-int eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long slot, long long t, int ints,
-                         PyObject *q, PyObject **out);
+int eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long slot, long long t, int roamer,
+                         int ints, PyObject *q);
 PyObject *eir_fp_check_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *eir_fp_decide_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *eir_fp_parse_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);

@@ -110,15 +110,12 @@ eir_fp_check_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     RawAttach a;
-    PyObject *out = NULL;
-    int rc = parse_raw(self, args[0], args[1], args[2], args[3], 0, nargs > 4 ? args[4] : Py_None, &a);
-    if (rc > 0 && !a.roamer)
-        rc = eir_fp_decide_common(self, a.imei, a.sub, a.slot, a.time, 1, NULL, &out);
-    else if (rc > 0)
-        rc = 0; /* a roamer: Python */
-    if (rc < 0)
+    if (!parse_raw(self, args[0], args[1], args[2], args[3], 0, nargs > 4 ? args[4] : Py_None, &a))
+        return Py_NewRef(Py_None);
+    int d = eir_fp_decide_common(self, a.imei, a.sub, a.slot, a.time, a.roamer, 1, NULL);
+    if (d == FP_ERROR)
         return NULL;
-    return Py_NewRef(rc ? out : Py_None);
+    return Py_NewRef(d == FP_DECLINED ? Py_None : self->decisions[d]);
 }
 
 /* The BatchItem array of a batch's bytearray, checked to hold n items. */
@@ -202,40 +199,38 @@ item_query(FastCheck *self, const RawAttach *a)
     return q;
 }
 
-/* decide_items(buf, queries, start, end, parts, check_one, owner_part, registered_part) -> (owners,
- * registered): decide items start..end-1 in order and append each one's answer to parts: the given part
- * for a common attach decided here, else check_one(query) with the item's Query (queries[i] for the items
- * Python parsed, built here for the others). Returns how many were decided ALLOW OWNER / REGISTERED here. */
+/* decide_items(buf, queries, start, end, parts, check_one, fast_parts) -> counts: decide items start..end-1
+ * in order and append each one's answer to parts: fast_parts[k] for an attach decided here with outcome k
+ * (eir.fastpath.FAST_REASONS), else check_one(query) with the item's Query (queries[i] for the items
+ * Python parsed, built here for the others). Returns how many were decided here, per outcome. */
 PyObject *
 eir_fp_decide_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 8 || !PyList_CheckExact(args[1]) || !PyList_CheckExact(args[4])) {
+    if (nargs != 7 || !PyList_CheckExact(args[1]) || !PyList_CheckExact(args[4]) || !PyTuple_CheckExact(args[6])
+            || PyTuple_GET_SIZE(args[6]) != D_COUNT) {
         PyErr_SetString(PyExc_TypeError,
-                        "decide_items(buf, queries: list, start, end, parts: list, check_one, owner_part, "
-                        "registered_part)");
+                        "decide_items(buf, queries: list, start, end, parts: list, check_one, fast_parts: tuple)");
         return NULL;
     }
     PyObject *queries = args[1], *parts = args[4], *check_one = args[5];
     Py_ssize_t i, end;
     if (batch_range(args[2], args[3], PyList_GET_SIZE(queries), &i, &end) < 0)
         return NULL;
-    long long owners = 0, registered = 0;
+    long long counts[D_COUNT] = {0};
     for (; i < end; i++) {
         /* check_one runs Python code: the bytearray is re-read every item (it may not move, but be safe) */
         BatchItem *slots = batch_items(args[0], PyList_GET_SIZE(queries));
         if (slots == NULL)
             return NULL;
         BatchItem it = slots[i];
-        if (it.kind == ITEM_HOME) {
-            PyObject *d = NULL;
-            int rc = eir_fp_decide_common(self, it.a.imei, it.a.sub, it.a.slot, it.a.time, 1, NULL, &d);
-            if (rc < 0)
+        if (it.kind != ITEM_PYTHON) {
+            int d = eir_fp_decide_common(self, it.a.imei, it.a.sub, it.a.slot, it.a.time, it.kind == ITEM_ROAMER,
+                                         1, NULL);
+            if (d == FP_ERROR)
                 return NULL;
-            if (rc) {
-                int own = d == self->owner_decision;
-                owners += own;
-                registered += !own;
-                if (PyList_Append(parts, own ? args[6] : args[7]) < 0)
+            if (d != FP_DECLINED) {
+                counts[d]++;
+                if (PyList_Append(parts, PyTuple_GET_ITEM(args[6], d)) < 0)
                     return NULL;
                 continue;
             }
@@ -261,7 +256,15 @@ eir_fp_decide_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
         if (err < 0)
             return NULL;
     }
-    return Py_BuildValue("(LL)", owners, registered);
+    PyObject *out = PyTuple_New(D_COUNT);
+    for (int k = 0; out != NULL && k < D_COUNT; k++) {
+        PyObject *n = PyLong_FromLongLong(counts[k]);
+        if (n == NULL)
+            Py_CLEAR(out);
+        else
+            PyTuple_SET_ITEM(out, k, n);
+    }
+    return out;
 }
 
 /* decide_raw(imei, msisdn, slot, time, imsi=None): as check_raw, but for values it parses whose attach is
@@ -275,13 +278,12 @@ eir_fp_decide_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     RawAttach a;
-    PyObject *out = NULL;
-    int rc = parse_raw(self, args[0], args[1], args[2], args[3], 0, nargs > 4 ? args[4] : Py_None, &a);
-    if (rc == 0)
+    if (!parse_raw(self, args[0], args[1], args[2], args[3], 0, nargs > 4 ? args[4] : Py_None, &a))
         return Py_NewRef(Py_None);
-    if (!a.roamer && (rc = eir_fp_decide_common(self, a.imei, a.sub, a.slot, a.time, 1, NULL, &out)) != 0)
-        return rc < 0 ? NULL : Py_NewRef(out);
-    return item_query(self, &a);
+    int d = eir_fp_decide_common(self, a.imei, a.sub, a.slot, a.time, a.roamer, 1, NULL);
+    if (d == FP_ERROR)
+        return NULL;
+    return d == FP_DECLINED ? item_query(self, &a) : Py_NewRef(self->decisions[d]);
 }
 
 /* --- module-level parsers, for the tests that hold them to eir.identifiers ---------------------------- */

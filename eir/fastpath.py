@@ -1,13 +1,16 @@
 """The optional C accelerator of the common attach (``eir/_fastpath.c``), bound to a bundle and a state.
 
-About 80% of attaches are a registered, owned device that is neither blocked nor cloned, attached by its
-owner or (non-owners unrestricted) anyone: ``ALLOW OWNER`` / ``ALLOW REGISTERED`` with no effects, plus
-one update of the packed observation history. :func:`accelerator` returns a callable that decides and
-records exactly those in C and returns None for every other attach, which :class:`eir.engine.Engine`
-then decides in Python. The Python path is the reference and the fallback: when the extension was not
-built (no compiler or Python headers at install time), ``EIR_PURE_PYTHON=1`` is set, or its constants do
-not match :mod:`eir.state`, there is no accelerator and every attach takes the Python path.
-tests/test_fastpath.py checks that both paths give the same decisions, events and state.
+About 80% of the demo mix's attaches end in a decision without effects or deadline (:data:`FAST_REASONS`):
+a registered device that is not blocked, attached by its owner (even when cloned), or by anyone when
+non-owners are unrestricted and the device is neither cloned nor possibly switched back to; an unowned
+pre-registry device; an exempt roamer; a malformed IMEI - each only when the subscriber holds no grace
+on the IMEI. :func:`accelerator` returns a callable that decides those in C (recording the attach in the
+observation history as Engine.check does) and returns None for every other attach, which
+:class:`eir.engine.Engine` then decides in Python. The Python path is the reference and the fallback:
+when the extension was not built (no compiler or Python headers at install time), ``EIR_PURE_PYTHON=1``
+is set, or its constants do not match :mod:`eir.state` / :mod:`eir.query`, there is no accelerator and
+every attach takes the Python path. tests/test_fastpath.py checks that both paths give the same
+decisions, events and state.
 
 The accelerator also takes an attach's raw values (:meth:`FastCheck.check_raw`): the common forms of the
 identifiers are parsed in C as :func:`eir.query.build_query` parses them (eir/_ident.h), so the common
@@ -21,7 +24,7 @@ import importlib
 import os
 from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from eir.decide import ORIGIN_PRE_REGISTRY
 from eir.identifiers import MAX_SLOT
@@ -58,11 +61,11 @@ class FastCheck(Protocol):
         zeroed) up to the first one left to Python; returns its index (``end`` when none was)."""
 
     def decide_items(self, buf: bytearray, queries: list[Query | None], start: int, end: int,
-                     parts: list[bytes], check_one: Callable[[Query], bytes], owner_part: bytes,
-                     registered_part: bytes, /) -> tuple[int, int]:
-        """Decide parsed items ``start..end-1`` in order, appending each answer part (``check_one`` gives
-        those of the items it does not decide: ``queries[i]`` where Python parsed the item); returns the
-        counts of ALLOW OWNER and ALLOW REGISTERED it decided."""
+                     parts: list[bytes], check_one: Callable[[Query], bytes], fast_parts: tuple[bytes, ...],
+                     /) -> tuple[int, ...]:
+        """Decide parsed items ``start..end-1`` in order, appending each answer part: ``fast_parts[k]`` for
+        an attach it decides with ``FAST_REASONS[k]``, else ``check_one(query)`` (``queries[i]`` where
+        Python parsed the item, a Query built in C otherwise); returns how many it decided, per reason."""
 
 
 def _load() -> ModuleType | None:
@@ -80,6 +83,8 @@ def _load() -> ModuleType | None:
 
 
 _MODULE = _load()
+#: The outcomes the accelerator decides (shared Decisions: no effects, no deadline), in its order.
+FAST_REASONS: Final = (Reason.OWNER, Reason.REGISTERED, Reason.ROAMER_EXEMPT, Reason.MALFORMED_IMEI)
 #: Bytes per item of the buffer of :meth:`FastCheck.parse_items` (0 without the accelerator).
 BATCH_ITEM_SIZE: int = _MODULE.BATCH_ITEM_SIZE if _MODULE is not None else 0
 
@@ -101,9 +106,9 @@ def accelerator(bundle: Bundle, state: MemoryState) -> FastCheck | None:
         imei_map=idx.imei_table(), flags=idx.flags, owner=idx.owner, histories=state.histories,
         detections=state.detections, grace_imeis=state.grace_imeis,
         observe=state.observe if own_observe else None, memory_observe=state.observe,
-        owner_decision=CONST[Reason.OWNER], registered_decision=CONST[Reason.REGISTERED],
-        stop_flags=BLOCKED | CLONED, key_mix=KEY_MIX, restrict_non_owner=r.restrict_non_owner,
-        clone_detect=r.clone_detect, deny_invalid_check_digit=r.imei.deny_invalid_check_digit,
+        graces=state.graces, decisions=tuple(CONST[reason] for reason in FAST_REASONS), blocked_flag=BLOCKED,
+        cloned_flag=CLONED, key_mix=KEY_MIX, restrict_non_owner=r.restrict_non_owner, clone_detect=r.clone_detect,
+        roamers_exempt=r.roamers_exempt, deny_invalid_check_digit=r.imei.deny_invalid_check_digit,
         deny_test_imeis=r.imei.deny_test_imeis, country_code=r.plan.country_code,
         national_mobile_length=r.plan.national_mobile_length, query_type=Query, origin_mask=ORIGIN_MASK,
         pre_registry_origin=ORIGIN_PRE_REGISTRY, history_type=History)

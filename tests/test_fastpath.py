@@ -167,9 +167,64 @@ def test_the_accelerator_decides_only_the_common_attach() -> None:
     assert fast(Query(T0, owned, 989121234567)) is CONST[Reason.OWNER]
     assert fast(Query(T0, owned, 989127654321, 2)) is CONST[Reason.REGISTERED]
     assert set(state.histories) == {owned}  # recorded: promoted to a History by the second subscriber
-    assert fast(Query(T0, owned, 989121234567, roamer=True)) is None
-    assert fast(Query(T0, owned, 989121234567)) is None  # two subscribers seen: the clone check is Python's
-    assert fast(Query(T0, unowned, 989121234567)) is None
-    assert fast(Query(T0, unknown, 989121234567)) is None
-    assert fast(Query(T0, -1, 989121234567)) is None
-    assert set(state.histories) == {owned}  # declined attaches leave the state alone
+    before = state_view(state)
+    # Decided, with nothing to record: an exempt roamer (not observed), a malformed IMEI.
+    assert fast(Query(T0, owned, 4915112345678, roamer=True)) is CONST[Reason.ROAMER_EXEMPT]
+    assert fast(Query(T0, unknown, 4915112345678, roamer=True)) is CONST[Reason.ROAMER_EXEMPT]
+    assert fast(Query(T0, -1, 989121234567)) is CONST[Reason.MALFORMED_IMEI]
+    # Declined: Python's.
+    assert fast(Query(T0, owned, 989121234567)) is None  # another subscriber came last: maybe a switch-back
+    assert fast(Query(T0, unowned, 989121234567)) is None  # activation
+    assert fast(Query(T0, unknown, 989121234567)) is None  # traveler
+    assert state_view(state) == before  # none of these touched the state
+    assert fast(Query(T0, owned, 989127654321, 2)) is CONST[Reason.REGISTERED]  # the last one again
+
+
+@needs_fastpath
+def test_a_subscriber_holding_a_grace_is_left_to_python() -> None:
+    # Strict rules: B, not the owner, gets an ownership grace. Then B becomes the owner: B's next attach
+    # (B came last: no switch-back) is an ALLOW that drops B's grace (GracesDrop), which only Python does.
+    a, b, core = 989121234567, 989127654321, 35693803564380
+    rows = [(T0, a), (T0 + 60, b), (T0 + 120, b), ("owner", b), (T0 + 180, b), (T0 + 240, b)]
+    runs = []
+    for accelerate in (True, False):
+        index = _index([{"type": "device", "imeis": ["356938035643809"], "owner": "09121234567"}])
+        state = MemoryState()
+        engine = Engine(Bundle.of(index, RULES["strict"]), state, accelerate=accelerate)
+        fast = engine.fast
+        out = []
+        for t, sub in rows:
+            if t == "owner":
+                index.set_owner((index.lookup(core) >> 1) - 1, sub, T0)
+                continue
+            q = Query(int(t), core, sub)
+            taken = fast(q) if fast is not None else None
+            d = taken or engine.check(q)
+            out.append((d.reason, d.deadline, d.effects, taken is not None))
+        runs.append((out, state_view(state)))
+    fast_run, slow_run = runs
+    assert [x[:3] for x in fast_run[0]] == [x[:3] for x in slow_run[0]] and fast_run[1] == slow_run[1]
+    reasons = [(x[0].value, x[3]) for x in fast_run[0]]
+    assert reasons == [("OWNER", True), ("OWNERSHIP_GRACE", False), ("OWNERSHIP_GRACE", False), ("OWNER", False),
+                       ("OWNER", True)]
+    assert [type(e).__name__ for e in fast_run[0][3][2]] == ["GracesDrop"]
+
+
+@needs_fastpath
+def test_after_a_clone_detection_only_the_owner_is_decided_in_c() -> None:
+    # clone1: one switch-back detects a clone (A, B, A). Then the device counts as cloned: the owner is
+    # still ALLOW OWNER (in C), an unknown subscriber is CLONE_BLOCKED and B stays in grace (Python).
+    index = _index([{"type": "device", "imeis": ["356938035643809"], "owner": "09121234567"}])
+    a, b, core = 989121234567, 989127654321, 35693803564380
+    queries = [Query(T0, core, a), Query(T0 + 60, core, b), Query(T0 + 120, core, a), Query(T0 + 180, core, a),
+               Query(T0 + 240, core, 0), Query(T0 + 300, core, b), Query(T0 + 360, core, b)]
+    state = MemoryState()
+    fast = run(index, RULES["clone1"], queries, state, True)
+    assert fast == run(index, RULES["clone1"], queries, MemoryState(), False)
+    assert [d[0].value for d in fast[0]] == ["OWNER", "REGISTERED", "OWNER", "OWNER", "CLONE_BLOCKED",
+                                             "CLONE_GRACE", "CLONE_GRACE"]
+    assert state.detections[core].enforced
+    accel = fastpath.accelerator(Bundle.of(index, RULES["clone1"]), state)
+    assert accel is not None
+    assert accel(Query(T0 + 420, core, a)) is CONST[Reason.OWNER]
+    assert accel(Query(T0 + 480, core, 0)) is None

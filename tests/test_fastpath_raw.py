@@ -193,9 +193,10 @@ def test_check_raw_declines_without_touching_state() -> None:
     state = MemoryState()
     fast = fastpath.accelerator(Bundle.of(index, RULES["default"]), state)
     assert fast is not None
-    # A roamer on an owned device (ROAMER_EXEMPT in Python) is declined, even on a fresh history.
-    assert fast.check_raw("356938035643809", "+4915112345678", 1, T0) is None
-    assert fast.check_raw("356938035643809", "004915112345678", 1, T0) is None
+    # An exempt roamer on an owned device is decided, and not recorded; so is a malformed IMEI.
+    assert fast.check_raw("356938035643809", "+4915112345678", 1, T0).reason.value == "ROAMER_EXEMPT"
+    assert fast.check_raw("356938035643809", "004915112345678", 1, T0).reason.value == "ROAMER_EXEMPT"
+    assert fast.check_raw("356938035643808", "09121234567", 1, T0).reason.value == "MALFORMED_IMEI"  # check digit
     assert state.histories == {}
     ok = ("356938035643809", "09121234567", 1, T0)
     assert fast.check_raw(*ok).reason.value == "OWNER"
@@ -207,7 +208,6 @@ def test_check_raw_declines_without_touching_state() -> None:
                 ("356938035643809", "0912", 1, T0),  # not E.164
                 ("356938035643809", 9121234567, 1, T0),  # an int MSISDN
                 (" 356938035643809", "09121234567", 1, T0),  # blanks
-                ("356938035643808", "09121234567", 1, T0),  # wrong check digit: malformed
                 ("356938035643809", "09121234567", 1, T0)]:  # two subscribers seen: clone check in Python
         assert fast.check_raw(*raw) is None, raw
     assert state_view(state) == before

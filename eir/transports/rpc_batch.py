@@ -14,7 +14,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from eir.fastpath import BATCH_ITEM_SIZE
+from eir.fastpath import BATCH_ITEM_SIZE, FAST_REASONS
 from eir.model import CONST, Query, Reason
 from eir.query import RequestError, build_query, parse_time
 from eir.service import pinned
@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from eir.engine import Bundle, Engine
     from eir.service import Durable
     from eir.transports.rpc_codec import RpcEncoder
-
-_OWNER, _REGISTERED = CONST[Reason.OWNER], CONST[Reason.REGISTERED]
 
 
 def parse_params(b: Bundle, p: Any, now: int) -> Query:
@@ -80,10 +78,10 @@ class Batch:
         fast = engine.fast
         if fast is not None and self._buf is not None:
             result = self.enc.result
-            owners, registered = fast.decide_items(self._buf, self.queries, self.pos, end, self.parts,
-                                                   self._check_one, result(_OWNER), result(_REGISTERED))
-            self.count[Reason.OWNER] += owners
-            self.count[Reason.REGISTERED] += registered
+            counts = fast.decide_items(self._buf, self.queries, self.pos, end, self.parts, self._check_one,
+                                       tuple(result(CONST[r]) for r in FAST_REASONS))
+            for reason, k in zip(FAST_REASONS, counts, strict=True):
+                self.count[reason] += k
         else:
             for q in self.queries[self.pos : end]:
                 assert q is not None
