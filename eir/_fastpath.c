@@ -20,6 +20,8 @@
 #include <stdint.h>
 
 #include "_fastpath.h"
+#include <structmember.h>
+
 #include "_histype.h"
 #include "_layout.h"
 
@@ -43,6 +45,27 @@ FastCheck_dealloc(FastCheck *self)
     Py_XDECREF(self->query_type);
     Py_XDECREF(self->history_type);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *FastCheck_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames);
+
+/* Where query_type keeps each attribute fast_check reads: the offset of its __slots__ member (an object
+ * slot), or 0 when the type does not keep it so (the attribute is then read by name). */
+static void
+query_offsets(FastCheck *self)
+{
+    static const char *names[5] = {"imei", "msisdn", "slot", "time", "roamer"};
+    for (int i = 0; i < 5; i++) {
+        self->q_off[i] = 0;
+        if (self->query_type == NULL || !PyType_Check(self->query_type))
+            continue;
+        PyObject *d = PyDict_GetItemString(((PyTypeObject *)self->query_type)->tp_dict, names[i]); /* borrowed */
+        if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+            PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+            if (m->type == T_OBJECT_EX && !(m->flags & READONLY))
+                self->q_off[i] = m->offset;
+        }
+    }
 }
 
 static int
@@ -120,6 +143,8 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
     if (direct < 0)
         return -1;
     self->pmap = direct ? (PreshMapObject *)imei_map : NULL;
+    query_offsets(self);
+    self->vectorcall = FastCheck_vectorcall;
     if (self->pmap != NULL)
         advise_huge(self->pmap->c_map->cells, (size_t)self->pmap->c_map->length * sizeof(PreshCell));
     advise_huge_buffer(flags);
@@ -153,6 +178,42 @@ get_ll(PyObject *q, PyObject *name, long long *out, PyObject **obj)
     else
         Py_DECREF(v);
     return 0;
+}
+
+enum { Q_IMEI, Q_MSISDN, Q_SLOT, Q_TIME, Q_ROAMER };
+
+/* Attribute i of the query (a new reference): straight from its slot when q is a query_type instance
+ * whose slot is set, else by name (which also raises the AttributeError of an unset slot). */
+static inline PyObject *
+q_attr(FastCheck *self, PyObject *q, int i, PyObject *name)
+{
+    Py_ssize_t off = self->q_off[i];
+    if (off != 0 && (PyObject *)Py_TYPE(q) == self->query_type) {
+        PyObject *v = *(PyObject **)((char *)q + off);
+        if (v != NULL)
+            return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(q, name);
+}
+
+/* As get_ll, for attribute i of the query (q_attr). */
+static int
+q_ll(FastCheck *self, PyObject *q, int i, PyObject *name, long long *out)
+{
+    PyObject *v = q_attr(self, q, i, name);
+    if (v == NULL)
+        return -1;
+    int rc = 1;
+    if (PyLong_CheckExact(v)) {
+        int overflow = 0;
+        *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow || (*out == -1 && PyErr_Occurred()))
+            PyErr_Clear();
+        else
+            rc = 0;
+    }
+    Py_DECREF(v);
+    return rc;
 }
 
 /* MemoryState.observe for the packed form: 0 done, 1 leave it to Python, -1 error. */
@@ -344,11 +405,13 @@ record(FastCheck *self, PyObject *imei_obj, long long imei, long long sub, long 
 {
     Histories *table = self->table;
     if (ints && self->observe == NULL && 0 <= slot && slot < (1 << SLOT_BITS) && 0 < sub && sub < (1LL << 50)) {
-        int todo = table != NULL ? ht_observe(table, imei, sub, slot, t) : observe_packed(self, imei_obj, sub, slot, t);
+        int todo = table != NULL ? ht_observe_any(table, imei, sub, slot, t, self->history_type)
+                                 : observe_packed(self, imei_obj, sub, slot, t);
         if (todo <= 0)
             return todo;
     }
-    /* Not the packed case (a History, or a store that records more): the state's own observe. */
+    /* Not done above (a History that needs an eviction, another subscriber on a packed history, a store that
+     * records more): the state's own observe. */
     PyObject *fn = self->observe != NULL ? self->observe : self->memory_observe;
     PyObject *sub_obj = PyLong_FromLongLong(sub);
     PyObject *sv = NULL, *tv = NULL, *r = NULL;
@@ -453,33 +516,41 @@ eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long s
     return rc < 0 ? FP_ERROR : rc > 0 ? FP_DECLINED : result;
 }
 
+/* fast(q): the shared Decision of an outcome decided here (recorded), else None (nothing touched). */
 static PyObject *
-FastCheck_call(FastCheck *self, PyObject *args, PyObject *kwds)
+fast_check(FastCheck *self, PyObject *q)
 {
-    PyObject *q;
-    if (!PyArg_UnpackTuple(args, "FastCheck", 1, 1, &q))
-        return NULL;
     long long imei, sub, t = 0, slot = 0;
-    PyObject *roamer = PyObject_GetAttr(q, s_roamer);
+    PyObject *roamer = q_attr(self, q, Q_ROAMER, s_roamer);
     if (roamer == NULL)
         return NULL;
-    int is_roamer = PyObject_IsTrue(roamer);
+    int is_roamer = roamer == Py_False ? 0 : PyObject_IsTrue(roamer);
     Py_DECREF(roamer);
     if (is_roamer < 0)
         return NULL;
-    int rc = get_ll(q, s_imei, &imei, NULL);
+    int rc = q_ll(self, q, Q_IMEI, s_imei, &imei);
     if (rc == 0)
-        rc = get_ll(q, s_msisdn, &sub, NULL);
+        rc = q_ll(self, q, Q_MSISDN, s_msisdn, &sub);
     if (rc != 0)
         return rc < 0 ? NULL : Py_NewRef(Py_None); /* not plain ints: Python */
-    rc = get_ll(q, s_time, &t, NULL);
-    int rs = rc == 0 ? get_ll(q, s_slot, &slot, NULL) : 1;
+    rc = q_ll(self, q, Q_TIME, s_time, &t);
+    int rs = rc == 0 ? q_ll(self, q, Q_SLOT, s_slot, &slot) : 1;
     if (rc < 0 || rs < 0)
         return NULL;
     int d = eir_fp_decide_common(self, imei, sub, slot, t, is_roamer, rc == 0 && rs == 0, q);
     if (d == FP_ERROR)
         return NULL;
     return Py_NewRef(d == FP_DECLINED ? Py_None : self->decisions[d]);
+}
+
+static PyObject *
+FastCheck_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "FastCheck takes exactly one Query");
+        return NULL;
+    }
+    return fast_check((FastCheck *)callable, args[0]);
 }
 
 static PyMethodDef FastCheck_methods[] = {
@@ -505,11 +576,12 @@ static PyTypeObject FastCheckType = {
     .tp_doc = "The common attach in C: a Decision, or None for the Python path (see eir.engine).",
     .tp_basicsize = sizeof(FastCheck),
     .tp_itemsize = 0,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)FastCheck_init,
     .tp_dealloc = (destructor)FastCheck_dealloc,
-    .tp_call = (ternaryfunc)FastCheck_call,
+    .tp_vectorcall_offset = offsetof(FastCheck, vectorcall),
+    .tp_call = PyVectorcall_Call,
     .tp_methods = FastCheck_methods,
 };
 
@@ -560,6 +632,7 @@ PyInit__fastpath(void)
             || PyModule_AddIntConstant(m, "TIME_BITS", TIME_BITS) < 0
             || PyModule_AddIntConstant(m, "MAX_FIELD_CHARS", MAX_FIELD_CHARS) < 0
             || PyModule_AddIntConstant(m, "MAX_SLOT", MAX_SLOT) < 0
+            || PyModule_AddIntConstant(m, "MAX_OBSERVATIONS", MAX_OBSERVATIONS) < 0
             || PyModule_AddIntConstant(m, "BATCH_ITEM_SIZE", (long)sizeof(BatchItem)) < 0
             || PyModule_AddObject(m, "MIN_EPOCH", PyLong_FromLongLong(MIN_EPOCH)) < 0
             || PyModule_AddObject(m, "MAX_EPOCH", PyLong_FromLongLong(MAX_EPOCH)) < 0) {

@@ -65,6 +65,9 @@ typedef struct {
     struct eir_presh_map *pmap; /* imei_map when read in place, else NULL */
     struct eir_histories *table; /* histories when it is a Histories table, else NULL (a dict) */
     Column flags_col, owner_col;
+    /* the Query's slots (imei, msisdn, slot, time, roamer) as offsets in a query_type instance; 0: unknown */
+    Py_ssize_t q_off[5];
+    vectorcallfunc vectorcall; /* FastCheck_vectorcall: fast(q) without an argument tuple */
 } FastCheck;
 
 /* One attach's values, parsed (eir_fp_parse_raw). */

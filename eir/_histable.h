@@ -273,4 +273,103 @@ ht_observe(Histories *t, long long imei, long long msisdn, long long slot, long 
     return 0;
 }
 
+#define MAX_OBSERVATIONS 32 /* eir.state.MAX_OBSERVATIONS_PER_IMEI (checked by eir.state) */
+
+/* eir.state.observe_history on a History h for the attach (skey, t), when it needs no eviction (the
+ * (subscriber, slot) is there, or there is room for it): 0 done, 1 leave it to Python (a full History,
+ * a shape eir.state does not make), -1 error. Everything is checked before anything is changed. */
+static int
+history_observe(PyObject *h, uint64_t skey, long long t)
+{
+    static PyObject *s_seen, *s_last_time, *s_last_msisdn_h;
+    if (s_seen == NULL && ((s_seen = PyUnicode_InternFromString("seen")) == NULL
+            || (s_last_time = PyUnicode_InternFromString("last_time")) == NULL
+            || (s_last_msisdn_h = PyUnicode_InternFromString("last_msisdn")) == NULL))
+        return -1;
+    int rc = 1;
+    PyObject *seen = NULL, *lt = NULL, *key = NULL, *tv = NULL, *sub = NULL, *newrec = NULL;
+    long long last_time, last = 0, count = 0;
+    if ((seen = PyObject_GetAttr(h, s_seen)) == NULL || (lt = PyObject_GetAttr(h, s_last_time)) == NULL)
+        goto error;
+    if (!PyDict_CheckExact(seen) || !PyLong_CheckExact(lt))
+        goto out;
+    int overflow;
+    last_time = PyLong_AsLongLongAndOverflow(lt, &overflow);
+    if (overflow || (last_time == -1 && PyErr_Occurred()))
+        goto out_clear;
+    if ((key = PyLong_FromUnsignedLongLong(skey)) == NULL || (tv = PyLong_FromLongLong(t)) == NULL)
+        goto error;
+    PyObject *rec = PyDict_GetItemWithError(seen, key); /* borrowed */
+    if (rec == NULL) {
+        if (PyErr_Occurred())
+            goto error;
+        if (PyDict_GET_SIZE(seen) >= MAX_OBSERVATIONS)
+            goto out; /* the oldest entry goes: Python */
+    } else {
+        if (!PyList_CheckExact(rec) || PyList_GET_SIZE(rec) != 3 || !PyLong_CheckExact(PyList_GET_ITEM(rec, 1))
+                || !PyLong_CheckExact(PyList_GET_ITEM(rec, 2)))
+            goto out;
+        last = PyLong_AsLongLongAndOverflow(PyList_GET_ITEM(rec, 1), &overflow);
+        if (overflow || (last == -1 && PyErr_Occurred()))
+            goto out_clear;
+        count = PyLong_AsLongLongAndOverflow(PyList_GET_ITEM(rec, 2), &overflow);
+        if (overflow || (count == -1 && PyErr_Occurred()) || count == LLONG_MAX)
+            goto out_clear;
+    }
+    /* checked: now change it */
+    if (rec == NULL) {
+        if ((newrec = PyList_New(3)) == NULL)
+            goto error;
+        PyList_SET_ITEM(newrec, 0, Py_NewRef(tv));
+        PyList_SET_ITEM(newrec, 1, Py_NewRef(tv));
+        PyList_SET_ITEM(newrec, 2, PyLong_FromLong(1));
+        if (PyDict_SetItem(seen, key, newrec) < 0)
+            goto error;
+    } else {
+        PyObject *c = PyLong_FromLongLong(count + 1);
+        if (c == NULL)
+            goto error;
+        if (t > last)
+            PyList_SetItem(rec, 1, Py_NewRef(tv));
+        PyList_SetItem(rec, 2, c);
+    }
+    if (t >= last_time) {
+        if ((sub = PyLong_FromUnsignedLongLong(skey >> SLOT_BITS)) == NULL
+                || PyObject_SetAttr(h, s_last_msisdn_h, sub) < 0 || PyObject_SetAttr(h, s_last_time, tv) < 0)
+            goto error;
+    }
+    rc = 0;
+    goto out;
+out_clear:
+    PyErr_Clear();
+    goto out;
+error:
+    rc = -1;
+out:
+    Py_XDECREF(seen);
+    Py_XDECREF(lt);
+    Py_XDECREF(key);
+    Py_XDECREF(tv);
+    Py_XDECREF(sub);
+    Py_XDECREF(newrec);
+    return rc;
+}
+
+/* MemoryState.observe on a table, whatever the form (packed in place, or a History of history_type
+ * updated by history_observe): 0 done, 1 leave it to Python, -1 error. */
+static int
+ht_observe_any(Histories *t, long long imei, long long msisdn, long long slot, long long t_, PyObject *history_type)
+{
+    int rc = ht_observe(t, imei, msisdn, slot, t_);
+    if (rc != 1)
+        return rc;
+    const HCell *c = ht_find(t, (uint64_t)imei + 1);
+    if (c->key == 0 || c->count != 0 || history_type == NULL || (PyObject *)Py_TYPE(c->u.obj) != history_type)
+        return 1;
+    PyObject *h = Py_NewRef(c->u.obj); /* the History may leave the table while Python code runs */
+    rc = history_observe(h, ((uint64_t)msisdn << SLOT_BITS) | (uint64_t)slot, t_);
+    Py_DECREF(h);
+    return rc;
+}
+
 #endif /* EIR_HISTABLE_H */

@@ -321,7 +321,35 @@ Histories_sizeof(Histories *t, PyObject *unused)
     return PyLong_FromSize_t(sizeof(Histories) + cells);
 }
 
+/* observe(imei, msisdn, slot, t, History): MemoryState.observe done here when it can be (see
+ * ht_observe_any); False when the caller must do it (nothing changed then). */
+static PyObject *
+Histories_observe(Histories *t, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!_PyArg_CheckPositional("observe", nargs, 5, 5))
+        return NULL;
+    long long v[4];
+    for (int i = 0; i < 4; i++) {
+        int overflow;
+        if (!PyLong_CheckExact(args[i]))
+            Py_RETURN_FALSE;
+        v[i] = PyLong_AsLongLongAndOverflow(args[i], &overflow);
+        if (overflow || (v[i] == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            Py_RETURN_FALSE;
+        }
+    }
+    if (v[0] < 0 || v[0] == LLONG_MAX || v[1] <= 0 || v[1] >= (1LL << 50) || v[2] < 0 || v[2] >= (1 << SLOT_BITS))
+        Py_RETURN_FALSE;
+    int rc = ht_observe_any(t, v[0], v[1], v[2], v[3], args[4]);
+    if (rc < 0)
+        return NULL;
+    return PyBool_FromLong(rc == 0);
+}
+
 static PyMethodDef Histories_methods[] = {
+    {"observe", (PyCFunction)(void (*)(void))Histories_observe, METH_FASTCALL,
+     "observe(imei, msisdn, slot, t, History): MemoryState.observe when done here, else False (untouched)."},
     {"get", (PyCFunction)(void (*)(void))Histories_get, METH_FASTCALL, "get(imei, default=None)"},
     {"pop", (PyCFunction)(void (*)(void))Histories_pop, METH_FASTCALL, "pop(imei[, default])"},
     {"keys", (PyCFunction)Histories_keys, METH_NOARGS, "The IMEI cores (a list, in table order)."},

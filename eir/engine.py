@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from eir.decide import decide
 from eir.events import OPS_EVENTS, Event, Renderer
@@ -22,6 +22,7 @@ from eir.model import (
     GraceStart,
     Notice,
     Query,
+    Reason,
     Switchback,
     WindowStart,
 )
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
     from eir.rules import RuleSet
 
 EventSink = Callable[[Event], None]
+
+#: Reason -> its value as a plain str (what Event.reason holds): Enum's ``.value`` is a Python-level
+#: property, a noticeable part of an event's cost.
+_REASON_TEXT: Final = {r: r.value for r in Reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +140,7 @@ class Engine:
 
     def _emit(self, q: Query, n: Notice, b: Bundle) -> None:
         ev = Event(n.type, q.time, n.imei, n.msisdn or None, n.slot,
-                   n.reason.value if n.reason is not None else None, n.deadline, None, None, n.subscribers)
+                   _REASON_TEXT[n.reason] if n.reason is not None else None, n.deadline, None, None, n.subscribers)
         if self.texts:
             # Rendered when first read (the outbox writer, delivery), not here; the model is looked up now,
             # so that a pending text holds no reference to the index (a reload may replace it).

@@ -144,7 +144,8 @@ def _histories_table() -> Callable[[], MutableMapping[int, Observed]] | None:
         mod = importlib.import_module("eir._fastpath")
     except ImportError:
         return None
-    if (mod.KEY_SHIFT, mod.SLOT_BITS, mod.TIME_BITS) != (KEY_SHIFT, SLOT_BITS, TIME_BITS):
+    built = (mod.KEY_SHIFT, mod.SLOT_BITS, mod.TIME_BITS, mod.MAX_OBSERVATIONS)
+    if built != (KEY_SHIFT, SLOT_BITS, TIME_BITS, MAX_OBSERVATIONS_PER_IMEI):
         return None  # built from another version of the packed history
     table: type[MutableMapping[int, Observed]] = mod.Histories
     MutableMapping.register(table)
@@ -202,6 +203,9 @@ class MemoryState:
         self.quotas: dict[str, int] = {}
         #: IMEI core -> packed int | History: a dict, or the accelerator's table (see new_histories).
         self.histories: MutableMapping[int, Observed] = new_histories() if histories is None else histories
+        # The table records most attaches itself (observe below): packed in place, Histories in C.
+        self._table_observe: Callable[[int, int, int, int, type[History]], bool] | None = (
+            getattr(self.histories, "observe", None) if type(self.histories) is _TABLE else None)
         self.detections: dict[int, Detection] = {}
         self.marks: dict[tuple[str, int, int, int], int] = {}
         self.enforced: deque[int] = deque()  # times of enforced detections (safety bound, last hour)
@@ -251,6 +255,9 @@ class MemoryState:
 
     def observe(self, imei: int, msisdn: int, slot: int, t: int) -> None:
         """Record an attach of a known home subscriber in the IMEI's history (the hot path of every attach)."""
+        table_observe = self._table_observe
+        if table_observe is not None and table_observe(imei, msisdn, slot, t, History):
+            return  # done by the C table, as below
         hs = self.histories
         v = hs.get(imei)
         key = msisdn << SLOT_BITS | slot

@@ -26,6 +26,7 @@ from eir.state import (
     Observed,
     new_histories,
     packed_history,
+    unpack_history,
 )
 from tests.conftest import T0
 
@@ -128,3 +129,28 @@ def test_memory_state_uses_the_table_when_built() -> None:
     assert isinstance(new_histories(), MutableMapping)
     given_ = MemoryState(histories={}).histories
     assert isinstance(given_, dict) and given_ == {}
+
+
+def view(v: Observed) -> tuple[Any, ...]:
+    h = unpack_history(v)
+    return h.last_msisdn, h.last_time, dict(h.seen), h.switchbacks
+
+
+@needs_table
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 40), st.integers(0, 3), st.integers(-5, 60),
+                          st.booleans()), max_size=300))
+def test_observe_on_the_table_equals_observe_on_a_dict(script: list[tuple[int, int, int, int, bool]]) -> None:
+    # Up to 40 subscribers on an IMEI: past the 32 a History keeps (eviction is left to Python), with
+    # switch-backs, out-of-order times and times beyond 32 bits.
+    table, ref = MemoryState(), MemoryState(histories={})
+    assert not isinstance(table.histories, dict)
+    t = T0
+    for imei, m, slot, dt, switchback in script:
+        t = t + dt if dt != 60 else TIME_MASK + dt  # now and then a time the packed form cannot hold
+        for s in (table, ref):
+            s.observe(imei, M1 + m, slot, t)
+            if switchback:
+                s.add_switchback(imei, t, 20)
+        assert view(table.histories[imei]) == view(ref.histories[imei])
+    assert {k: view(v) for k, v in table.histories.items()} == {k: view(v) for k, v in ref.histories.items()}
