@@ -19,7 +19,7 @@ import importlib
 import io
 import os
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import IO, Any, Final
@@ -32,6 +32,7 @@ from eir.replay import (
     Columns,
     DecisionWriter,
     OnBad,
+    RawRow,
     ReplayError,
     Summary,
     TimeParser,
@@ -44,6 +45,8 @@ from eir.replay import (
 )
 
 CHUNK_BYTES: Final = 1 << 20
+#: Wider headers go to the Python path (the C edge splits at most this many columns).
+MAX_COLUMNS: Final = 64
 
 
 def _load() -> ModuleType | None:
@@ -75,25 +78,32 @@ def replay_file(path: Path, engine: Engine, summary: Summary, out: DecisionWrite
     """
     if accelerate and _MODULE is not None:
         try:
-            with path.open("rb") as f:
-                header = f.readline()
-                if header[:1] != b"{" and b'"' not in header and b"\r" not in header.rstrip(b"\r\n"):
-                    _replay_csv(_MODULE, f, header, path, engine, summary, out, on_bad, progress, chunk_bytes)
-                    return summary
+            f = path.open("rb")
         except OSError as e:
             raise ReplayError(f"{path}: cannot read: {e.strerror}") from e
+        with f:
+            header = _read(f.readline, -1, path)
+            # JSON Lines, an empty file, a quoted header: the Python path reads them.
+            if header[:1] not in (b"{", b"") and b'"' not in header and b"\r" not in header.rstrip(b"\r\n"):
+                pos, width = csv_columns(next(csv.reader([header.decode("utf-8", "replace")]), []), path)
+                if width <= MAX_COLUMNS:
+                    _replay_csv(_MODULE, f, len(header), pos, width, path, engine, summary, out, on_bad,
+                                progress, chunk_bytes)
+                    return summary
     return replay(parse_rows(read_rows(path), engine, on_bad), engine, summary, out, progress)
 
 
-def _replay_csv(mod: ModuleType, f: IO[bytes], header: bytes, path: Path, engine: Engine, summary: Summary,
-                out: DecisionWriter | None, on_bad: OnBad, progress: Callable[[int], None] | None,
-                chunk_bytes: int) -> None:
-    if not header:
-        return  # an empty file: no rows, as the csv module reads it
-    names = next(csv.reader([header.decode("utf-8", "replace")]), [])
-    pos, width = csv_columns(names, path)
-    if width > 64:
-        raise ReplayError(f"{path}:1: more than 64 columns")
+def _read(read: Callable[[int], bytes], n: int, path: Path) -> bytes:
+    try:
+        return read(n)
+    except OSError as e:
+        raise ReplayError(f"{path}: cannot read: {e.strerror}") from e
+
+
+def _replay_csv(mod: ModuleType, f: IO[bytes], offset: int, pos: Columns, width: int, path: Path, engine: Engine,
+                summary: Summary, out: DecisionWriter | None, on_bad: OnBad,
+                progress: Callable[[int], None] | None, chunk_bytes: int) -> None:
+    """The rows after the header (``offset`` bytes) through the C edge."""
     started = _time.perf_counter()
     row = _row_function(engine, on_bad)
     fast = engine.fast
@@ -108,11 +118,10 @@ def _replay_csv(mod: ModuleType, f: IO[bytes], header: bytes, path: Path, engine
         # there (no Query), any other as the Query that Engine.check decides.
         decide_raw=fast.decide_raw if fast is not None else None, check=engine.check, query_type=Query,
         country_code=plan.country_code, national_mobile_length=plan.national_mobile_length)
-    offset = len(header)  # of data[0] in the file
-    data = b""
+    data = b""  # offset: where data[0] is in the file
     try:
         while True:
-            chunk = f.read(chunk_bytes)
+            chunk = _read(f.read, chunk_bytes, path)
             data = data + chunk if data else chunk
             used = rep.feed(data, not chunk)
             offset += used
@@ -128,16 +137,24 @@ def _replay_csv(mod: ModuleType, f: IO[bytes], header: bytes, path: Path, engine
     seconds = _time.perf_counter() - started
     if rep.stopped:
         # A quoted field (it may span lines) or a lone CR: the csv module reads the rest of the file.
-        f.seek(offset)
-        text = io.TextIOWrapper(f, encoding="utf-8", errors="replace", newline="")
-        rest = csv_rows(csv.reader(text), pos, width, rep.line)
         done = rep.rows
-        replay(parse_rows(rest, engine, on_bad), engine, summary, out,
-               (lambda n: progress(done + n)) if progress is not None else None)
-        text.detach()
+        replay(parse_rows(_rest_rows(f, offset, pos, width, rep.line, path), engine, on_bad), engine, summary,
+               out, (lambda n: progress(done + n)) if progress is not None else None)
     # Counted when the whole log is done, as eir.replay.replay does (a --strict stop counts no rows).
     summary.rows += rep.rows
     summary.seconds += seconds
+
+
+def _rest_rows(f: IO[bytes], offset: int, pos: Columns, width: int, base: int,
+               path: Path) -> Iterator[RawRow | BadRow]:
+    """The rows from ``offset`` on, read by the csv module (line numbers after ``base``)."""
+    try:
+        f.seek(offset)
+        text = io.TextIOWrapper(f, encoding="utf-8", errors="replace", newline="")
+        yield from csv_rows(csv.reader(text), pos, width, base)
+        text.detach()
+    except OSError as e:
+        raise ReplayError(f"{path}: cannot read: {e.strerror}") from e
 
 
 Row = Callable[[int, Any, Any, Any, Any, Any], "tuple[Query, Decision] | None"]

@@ -141,7 +141,8 @@ def test_edge_equals_python(tmp_path: Path, index: Index, log: bytes, chunk: int
 @needs_edge
 @pytest.mark.parametrize("body", [b"", b"time,imei\n", b"when,imei\n1,2\n", b"time,imei,msisdn\n",
                                   b"time,imei,msisdn", b'"time","imei","msisdn"\n1793491800,1,2\n',
-                                  b"\n1793491800,1,2\n", b"time,imei,msisdn\n" + b"1," * 70 + b"\n"])
+                                  b"\n1793491800,1,2\n", b"time,imei,msisdn\n" + b"1," * 70 + b"\n",
+                                  b"time,imei,msisdn" + b",x" * 70 + b"\n2026-11-01T00:00:00Z,1,2" + b"," * 70 + b"\n"])
 def test_edge_equals_python_on_odd_files(tmp_path: Path, index: Index, body: bytes) -> None:
     path = tmp_path / "a.csv"
     path.write_bytes(body)
