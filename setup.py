@@ -9,7 +9,7 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("eir._fastpath", ["eir/_fastpath.c", "eir/_fastpath_raw.c"],
                              depends=["eir/_fastpath.h", "eir/_ident.h", "eir/_histable.h", "eir/_histype.h",
-                                      "eir/_layout.h"], optional=True,
+                                      "eir/_layout.h", "eir/_outcomes.h"], optional=True,
                              extra_compile_args=["-Wall", "-Wextra", "-Wno-unused-parameter",
                                                  "-Wno-missing-field-initializers"]),
                    # the CSV edge of eir replay (eir/replay_fast.py; pure-Python fallback: eir/replay.py)

@@ -24,9 +24,12 @@
 
 #include "_histype.h"
 #include "_layout.h"
+#include "_outcomes.h"
 
 static PyObject *s_imei, *s_msisdn, *s_slot, *s_time, *s_roamer, *s_last_msisdn, *s_enforced;
 static PyObject *py_time_mask, *py_count_one, *py_key_shift_obj;
+
+static void outcomes_clear(FastCheck *self);
 
 static void
 FastCheck_dealloc(FastCheck *self)
@@ -44,6 +47,7 @@ FastCheck_dealloc(FastCheck *self)
         Py_XDECREF(self->decisions[k]);
     Py_XDECREF(self->query_type);
     Py_XDECREF(self->history_type);
+    outcomes_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -68,6 +72,62 @@ query_offsets(FastCheck *self)
     }
 }
 
+static void
+outcomes_clear(FastCheck *self)
+{
+    Py_CLEAR(self->marks);
+    Py_CLEAR(self->windows);
+    Py_CLEAR(self->activations);
+    Py_CLEAR(self->ov_imeis);
+    Py_CLEAR(self->decision_type);
+    Py_CLEAR(self->window_type);
+    Py_CLEAR(self->activation_type);
+    Py_CLEAR(self->r_traveler);
+    Py_CLEAR(self->r_expired);
+    Py_CLEAR(self->r_act_grace);
+    Py_CLEAR(self->r_not_activated);
+    Py_CLEAR(self->offsets);
+    Py_CLEAR(self->imeis);
+    Py_CLEAR(self->made);
+}
+
+/* outcomes=(marks, windows, activations, Decision, TravelerWindow, Activation, TRAVELER_ALLOWANCE,
+ * ALLOWANCE_EXPIRED, ACTIVATION_GRACE, NOT_ACTIVATED, reminder_before_s, repeat_deny_notice_s,
+ * Index offsets column, Index imeis column, Index._ov_imeis), or None (eir/_outcomes.h not used). */
+static int
+outcomes_set(FastCheck *self, PyObject *o)
+{
+    outcomes_clear(self);
+    if (o == Py_None)
+        return 0;
+    PyObject *marks, *windows, *activations, *decision_type, *window_type, *activation_type;
+    PyObject *r1, *r2, *r3, *r4, *offsets, *imeis, *ov_imeis;
+    long long reminder_before_s, repeat_deny_s;
+    if (!PyArg_ParseTuple(o, "O!O!O!OO!O!OOOOLLOOO!;outcomes", &PyDict_Type, &marks, &PyDict_Type, &windows,
+                          &PyDict_Type, &activations, &decision_type, &PyType_Type, &window_type, &PyType_Type,
+                          &activation_type, &r1, &r2, &r3, &r4, &reminder_before_s, &repeat_deny_s, &offsets,
+                          &imeis, &PyDict_Type, &ov_imeis))
+        return -1;
+    self->marks = Py_NewRef(marks);
+    self->windows = Py_NewRef(windows);
+    self->activations = Py_NewRef(activations);
+    self->ov_imeis = Py_NewRef(ov_imeis);
+    self->decision_type = Py_NewRef(decision_type);
+    self->window_type = Py_NewRef(window_type);
+    self->activation_type = Py_NewRef(activation_type);
+    self->r_traveler = Py_NewRef(r1);
+    self->r_expired = Py_NewRef(r2);
+    self->r_act_grace = Py_NewRef(r3);
+    self->r_not_activated = Py_NewRef(r4);
+    self->offsets = Py_NewRef(offsets);
+    self->imeis = Py_NewRef(imeis);
+    self->offsets_col = column_of(offsets);
+    self->imeis_col = column_of(imeis);
+    self->reminder_before_s = reminder_before_s;
+    self->repeat_deny_s = repeat_deny_s;
+    return 0;
+}
+
 static int
 FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
 {
@@ -75,7 +135,7 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
                              "observe", "memory_observe", "decisions", "blocked_flag", "cloned_flag", "key_mix",
                              "restrict_non_owner", "clone_detect", "roamers_exempt", "deny_invalid_check_digit",
                              "deny_test_imeis", "country_code", "national_mobile_length", "query_type",
-                             "origin_mask", "pre_registry_origin", "history_type", NULL};
+                             "origin_mask", "pre_registry_origin", "history_type", "outcomes", NULL};
     PyObject *imei_map, *flags, *owner, *histories, *detections, *grace_imeis, *graces, *observe, *memory_observe;
     PyObject *decisions, *query_type = Py_None;
     long long blocked, cloned;
@@ -84,13 +144,15 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
     const char *cc = "98";
     Py_ssize_t cc_len = 2, nml = 10;
     long long origin_mask = 0, pre_registry = 0;
-    PyObject *history_type = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO!O!O!OOO!LLKppp|pps#nOLLO!", kwlist, &imei_map, &flags,
+    PyObject *history_type = NULL, *outcomes = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO!O!O!OOO!LLKppp|pps#nOLLO!O", kwlist, &imei_map, &flags,
                                      &owner, &histories, &PyDict_Type, &detections, &PyDict_Type, &grace_imeis,
                                      &PyDict_Type, &graces, &observe, &memory_observe, &PyTuple_Type, &decisions,
                                      &blocked, &cloned, &key_mix, &restrict_non_owner, &clone_detect,
                                      &roamers_exempt, &deny_check, &deny_test, &cc, &cc_len, &nml, &query_type,
-                                     &origin_mask, &pre_registry, &PyType_Type, &history_type))
+                                     &origin_mask, &pre_registry, &PyType_Type, &history_type, &outcomes))
+        return -1;
+    if (outcomes_set(self, outcomes) < 0)
         return -1;
     if (PyTuple_GET_SIZE(decisions) != D_COUNT) {
         PyErr_SetString(PyExc_ValueError, "decisions: one per eir.fastpath.FAST_REASONS");
@@ -430,6 +492,29 @@ record(FastCheck *self, PyObject *imei_obj, long long imei, long long sub, long 
     return 0;
 }
 
+/* A running traveler allowance (dev < 0: the IMEI is not registered) or activation grace (of device dev)
+ * with nothing to emit (eir/_outcomes.h), recorded as Engine.check records it: FP_MADE (the new Decision
+ * in self->made), FP_DECLINED or FP_ERROR. */
+static int
+made_outcome(FastCheck *self, long long imei, long long sub, long long slot, long long t, int ints, PyObject *q,
+             Py_ssize_t dev)
+{
+    PyObject *imei_obj = PyLong_FromLongLong(imei);
+    if (imei_obj == NULL)
+        return FP_ERROR;
+    PyObject *made = NULL;
+    int rc = dev < 0 ? traveler_outcome(self, imei_obj, imei, sub, t, &made) : activation_outcome(self, dev, sub, t, &made);
+    if (rc > 0 && sub != 0 && record(self, imei_obj, imei, sub, slot, t, ints, q) < 0)
+        rc = -1;
+    Py_DECREF(imei_obj);
+    if (rc <= 0) {
+        Py_XDECREF(made);
+        return rc < 0 ? FP_ERROR : FP_DECLINED;
+    }
+    Py_XSETREF(self->made, made);
+    return FP_MADE;
+}
+
 /* The common attach, shared by every entry point: eir.decide.decide + Engine.check for the outcomes
  * without effects or deadline - a malformed IMEI; an exempt roamer on a device that is not blocked; a
  * registered device (not blocked) attached by its owner, even when cloned or detected; attached by anyone
@@ -444,12 +529,13 @@ record(FastCheck *self, PyObject *imei_obj, long long imei, long long sub, long 
  * cell, its history cell and the device's flags and owner are each a miss. The map and history cells
  * are prefetched together as soon as the IMEI is known, the flags and owner as soon as the device is, so
  * the misses overlap instead of following one another. */
-int
-eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long slot, long long t, int roamer,
-                     int ints, PyObject *q)
+static int
+decide_core(FastCheck *self, long long imei, long long sub, long long slot, long long t, int roamer, int ints,
+            int more, PyObject *q)
 {
     long long code, flags, owner;
-    int result;
+    int result, activation = 0;
+    more = more && self->marks != NULL;
     if (imei < 0)
         return D_MALFORMED; /* not recorded */
     int exempt = roamer && self->roamers_exempt;
@@ -466,8 +552,11 @@ eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long s
     }
     if (imei_code(self, mkey, &code) < 0)
         return FP_ERROR;
-    if (code == 0)
-        return exempt ? D_ROAMER : FP_DECLINED; /* unregistered: traveler rules */
+    if (code == 0) {
+        if (exempt)
+            return D_ROAMER;
+        return more ? made_outcome(self, imei, sub, slot, t, ints, q, -1) : FP_DECLINED; /* traveler rules */
+    }
     if (code == 1 || (code & 1))
         return FP_DECLINED; /* on the block list */
     Py_ssize_t dev = (Py_ssize_t)((code >> 1) - 1);
@@ -491,6 +580,9 @@ eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long s
             return FP_DECLINED; /* operator SIMs, ownership grace */
     } else if (self->origin_mask != 0 && (flags & self->origin_mask) == self->pre_registry) {
         result = D_REGISTERED; /* unowned pre-registry device */
+    } else if (more) {
+        activation = 1; /* unowned: a running activation grace, after the checks below */
+        result = FP_MADE;
     } else {
         return FP_DECLINED; /* unowned: activation rules */
     }
@@ -510,10 +602,23 @@ eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long s
     }
     if (rc == 0 && sub != 0)
         rc = has_grace(self, imei_obj, sub);
+    if (rc == 0 && activation) {
+        Py_DECREF(imei_obj);
+        return made_outcome(self, imei, sub, slot, t, ints, q, dev);
+    }
     if (rc == 0 && sub != 0)
         rc = record(self, imei_obj, imei, sub, slot, t, ints, q);
     Py_DECREF(imei_obj);
     return rc < 0 ? FP_ERROR : rc > 0 ? FP_DECLINED : result;
+}
+
+/* The common attach for the raw entry points: the shared decisions only (their callers answer those with
+ * pre-built replies), never FP_MADE. */
+int
+eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long slot, long long t, int roamer,
+                     int ints, PyObject *q)
+{
+    return decide_core(self, imei, sub, slot, t, roamer, ints, 0, q);
 }
 
 /* fast(q): the shared Decision of an outcome decided here (recorded), else None (nothing touched). */
@@ -537,9 +642,14 @@ fast_check(FastCheck *self, PyObject *q)
     int rs = rc == 0 ? q_ll(self, q, Q_SLOT, s_slot, &slot) : 1;
     if (rc < 0 || rs < 0)
         return NULL;
-    int d = eir_fp_decide_common(self, imei, sub, slot, t, is_roamer, rc == 0 && rs == 0, q);
+    int d = decide_core(self, imei, sub, slot, t, is_roamer, rc == 0 && rs == 0, 1, q);
     if (d == FP_ERROR)
         return NULL;
+    if (d == FP_MADE) {
+        PyObject *made = self->made;
+        self->made = NULL;
+        return made;
+    }
     return Py_NewRef(d == FP_DECLINED ? Py_None : self->decisions[d]);
 }
 

@@ -32,6 +32,7 @@ struct eir_histories;   /* the C table of histories (eir/_histable.h) */
 enum { D_OWNER, D_REGISTERED, D_ROAMER, D_MALFORMED, D_COUNT };
 #define FP_DECLINED (-1) /* not decided here, nothing touched: the Python path decides */
 #define FP_ERROR (-2)    /* a Python exception is set */
+#define FP_MADE (-3)     /* decided with a new Decision (a deadline), left in FastCheck.made (eir/_outcomes.h) */
 
 typedef struct {
     PyObject_HEAD
@@ -68,6 +69,14 @@ typedef struct {
     /* the Query's slots (imei, msisdn, slot, time, roamer) as offsets in a query_type instance; 0: unknown */
     Py_ssize_t q_off[5];
     vectorcallfunc vectorcall; /* FastCheck_vectorcall: fast(q) without an argument tuple */
+    /* the running-window / running-activation outcomes (eir/_outcomes.h); marks NULL: not used */
+    PyObject *marks, *windows, *activations, *ov_imeis;  /* MemoryState's dicts, Index._ov_imeis */
+    PyObject *decision_type, *window_type, *activation_type;
+    PyObject *r_traveler, *r_expired, *r_act_grace, *r_not_activated;
+    PyObject *offsets, *imeis;  /* Index columns: a device's first IMEI (device_key) */
+    Column offsets_col, imeis_col;
+    long long reminder_before_s, repeat_deny_s;
+    PyObject *made;             /* the Decision of the last FP_MADE, until fast_check takes it */
 } FastCheck;
 
 /* One attach's values, parsed (eir_fp_parse_raw). */

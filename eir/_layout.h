@@ -232,4 +232,24 @@ device_cols(PyObject *farr, const Column *fc, PyObject *oarr, const Column *oc, 
     return rc;
 }
 
+/* One integer column's item i (as column_item; by PySequence_GetItem when not a plain buffer). */
+static int
+column_ll(PyObject *arr, const Column *col, Py_ssize_t i, long long *out)
+{
+    if (col->size == 0)
+        return item_ll(arr, i, out);
+    Py_buffer v;
+    if (PyObject_GetBuffer(arr, &v, PyBUF_SIMPLE) < 0)
+        return -1;
+    int rc = -1;
+    if (i < 0 || (i + 1) * col->size > v.len) {
+        PyErr_SetString(PyExc_IndexError, "column index out of range");
+    } else {
+        *out = column_item(col, (const char *)v.buf + i * col->size);
+        rc = 0;
+    }
+    PyBuffer_Release(&v);
+    return rc;
+}
+
 #endif /* EIR_LAYOUT_H */

@@ -12,6 +12,10 @@ is set, or its constants do not match :mod:`eir.state` / :mod:`eir.query`, there
 every attach takes the Python path. tests/test_fastpath.py checks that both paths give the same
 decisions, events and state.
 
+Called with a Query (Engine.check), it also decides a running traveler allowance or activation grace
+whose notice is not due (eir/_outcomes.h: TRAVELER_ALLOWANCE, ALLOWANCE_EXPIRED, ACTIVATION_GRACE,
+NOT_ACTIVATED with their deadline, a new Decision each; another ~7% of the demo mix).
+
 The accelerator also takes an attach's raw values (:meth:`FastCheck.check_raw`): the common forms of the
 identifiers are parsed in C as :func:`eir.query.build_query` parses them (eir/_ident.h), so the common
 attach needs no Query at all; any other form, every error and every other attach return None, and the
@@ -32,7 +36,7 @@ from eir.index import BLOCKED, CLONED, ORIGIN_MASK
 from eir.model import CONST, Decision, Query, Reason
 from eir.query import MAX_EPOCH, MAX_FIELD_CHARS, MIN_EPOCH
 from eir.registry import KEY_MIX
-from eir.state import KEY_SHIFT, SLOT_BITS, TIME_BITS, History, MemoryState
+from eir.state import KEY_SHIFT, SLOT_BITS, TIME_BITS, Activation, History, MemoryState, TravelerWindow
 
 if TYPE_CHECKING:
     from eir.engine import Bundle
@@ -94,6 +98,19 @@ def available() -> bool:
     return _MODULE is not None
 
 
+def _outcomes(bundle: Bundle, state: MemoryState) -> tuple[Any, ...] | None:
+    """What the running-window / running-activation outcomes read (eir/_outcomes.h): MemoryState's own
+    dicts, so only when the state reads them as MemoryState does."""
+    cls = type(state)
+    if any(getattr(cls, m) is not getattr(MemoryState, m) for m in ("mark", "window", "activation")):
+        return None
+    r = bundle.rules
+    offsets, imeis, moved = bundle.index.device_key_columns()
+    return (state.marks, state.windows, state.activations, Decision, TravelerWindow, Activation,
+            Reason.TRAVELER_ALLOWANCE, Reason.ALLOWANCE_EXPIRED, Reason.ACTIVATION_GRACE, Reason.NOT_ACTIVATED,
+            r.reminder_before_s, r.repeat_deny_notice_s, offsets, imeis, moved)
+
+
 def accelerator(bundle: Bundle, state: MemoryState) -> FastCheck | None:
     """The accelerator for ``bundle`` and ``state``, or None (the Python path decides everything)."""
     if _MODULE is None:
@@ -111,5 +128,5 @@ def accelerator(bundle: Bundle, state: MemoryState) -> FastCheck | None:
         roamers_exempt=r.roamers_exempt, deny_invalid_check_digit=r.imei.deny_invalid_check_digit,
         deny_test_imeis=r.imei.deny_test_imeis, country_code=r.plan.country_code,
         national_mobile_length=r.plan.national_mobile_length, query_type=Query, origin_mask=ORIGIN_MASK,
-        pre_registry_origin=ORIGIN_PRE_REGISTRY, history_type=History)
+        pre_registry_origin=ORIGIN_PRE_REGISTRY, history_type=History, outcomes=_outcomes(bundle, state))
     return fast

@@ -210,6 +210,12 @@ class Index:
         eir.engine (eir/_fastpath.c), which reads it as lookup does. Never to be written through."""
         return self._map
 
+    def device_key_columns(self) -> tuple[array[int], array[int], dict[int, tuple[int, ...]]]:
+        """What :meth:`device_key` reads (IMEI offsets per device, the IMEIs, the control plane's moved
+        IMEIs), for the C accelerator (eir/_outcomes.h), which reads them as device_key does. Never to be
+        written through."""
+        return self._offsets, self._imeis, self._ov_imeis
+
     def device_of(self, core: int) -> int:
         """The device id of an IMEI core, or -1."""
         return (self.lookup(core) >> 1) - 1

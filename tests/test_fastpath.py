@@ -228,3 +228,28 @@ def test_after_a_clone_detection_only_the_owner_is_decided_in_c() -> None:
     assert accel is not None
     assert accel(Query(T0 + 420, core, a)) is CONST[Reason.OWNER]
     assert accel(Query(T0 + 480, core, 0)) is None
+
+
+@needs_fastpath
+def test_a_running_activation_grace_without_a_notice_is_decided_in_c() -> None:
+    # eir/_outcomes.h: the first attach starts the grace and sends ACTIVATION_REQUIRED (Python: effects);
+    # later ones with nothing to emit are decided in C, with the deadline, as Python decides them. (The
+    # running traveler window is the same code path; the demo and hypothesis comparisons above cover it.)
+    rules = RULES["default"]
+    index = _index([{"type": "device", "imeis": ["356938035643817", "356938035643825"], "owner": None}])
+    unowned, second, sub = 35693803564381, 35693803564382, 989121234567
+    ref_state, state = MemoryState(histories={}), MemoryState()
+    ref = Engine(Bundle.of(index, rules), ref_state, accelerate=False)
+    engine = Engine(Bundle.of(index, rules), state)
+    fast = engine.fast
+    assert fast is not None
+    first = Query(T0, unowned, sub)
+    assert fast(first) is None and engine.check(first).effects == ref.check(first).effects != ()
+    for q in (Query(T0 + 60, unowned, sub), Query(T0 + 120, second, sub, 2), Query(T0 + 180, second, 0)):
+        made, expected = fast(q), ref.check(q)
+        assert made is not None and made.reason is Reason.ACTIVATION_GRACE and not made.effects
+        assert (made.reason, made.deadline) == (expected.reason, expected.deadline)
+    assert state_view(state) == state_view(ref_state)
+    # A device whose IMEIs the control plane changed: its device key is Python's to find.
+    index.set_imeis(index.device_of(unowned), (unowned, second))
+    assert fast(Query(T0 + 300, unowned, sub)) is None
