@@ -48,6 +48,7 @@ FastCheck_dealloc(FastCheck *self)
     Py_XDECREF(self->query_type);
     Py_XDECREF(self->history_type);
     outcomes_clear(self);
+    eir_fp_restricted_set(self, Py_None);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -135,7 +136,7 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
                              "observe", "memory_observe", "decisions", "blocked_flag", "cloned_flag", "key_mix",
                              "restrict_non_owner", "clone_detect", "roamers_exempt", "deny_invalid_check_digit",
                              "deny_test_imeis", "country_code", "national_mobile_length", "query_type",
-                             "origin_mask", "pre_registry_origin", "history_type", "outcomes", NULL};
+                             "origin_mask", "pre_registry_origin", "history_type", "outcomes", "restricted", NULL};
     PyObject *imei_map, *flags, *owner, *histories, *detections, *grace_imeis, *graces, *observe, *memory_observe;
     PyObject *decisions, *query_type = Py_None;
     long long blocked, cloned;
@@ -144,15 +145,16 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
     const char *cc = "98";
     Py_ssize_t cc_len = 2, nml = 10;
     long long origin_mask = 0, pre_registry = 0;
-    PyObject *history_type = NULL, *outcomes = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO!O!O!OOO!LLKppp|pps#nOLLO!O", kwlist, &imei_map, &flags,
+    PyObject *history_type = NULL, *outcomes = Py_None, *restricted = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO!O!O!OOO!LLKppp|pps#nOLLO!OO", kwlist, &imei_map, &flags,
                                      &owner, &histories, &PyDict_Type, &detections, &PyDict_Type, &grace_imeis,
                                      &PyDict_Type, &graces, &observe, &memory_observe, &PyTuple_Type, &decisions,
                                      &blocked, &cloned, &key_mix, &restrict_non_owner, &clone_detect,
                                      &roamers_exempt, &deny_check, &deny_test, &cc, &cc_len, &nml, &query_type,
-                                     &origin_mask, &pre_registry, &PyType_Type, &history_type, &outcomes))
+                                     &origin_mask, &pre_registry, &PyType_Type, &history_type, &outcomes,
+                                     &restricted))
         return -1;
-    if (outcomes_set(self, outcomes) < 0)
+    if (outcomes_set(self, outcomes) < 0 || eir_fp_restricted_set(self, restricted) < 0)
         return -1;
     if (PyTuple_GET_SIZE(decisions) != D_COUNT) {
         PyErr_SetString(PyExc_ValueError, "decisions: one per eir.fastpath.FAST_REASONS");
@@ -534,7 +536,7 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
             int more, PyObject *q)
 {
     long long code, flags, owner;
-    int result, activation = 0;
+    int result, activation = 0, restricted = 0; /* restricted: 1 clone, 2 ownership (eir/_fastpath_grace.c) */
     more = more && self->marks != NULL;
     if (imei < 0)
         return D_MALFORMED; /* not recorded */
@@ -568,14 +570,19 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
         return D_ROAMER; /* not recorded: a roamer */
     int cloned = (flags & self->cloned_flag) != 0;
     if (cloned) {
-        if (sub == 0 || sub != owner)
+        if (sub != 0 && sub == owner)
+            result = D_OWNER;
+        else if (more)
+            restricted = 1, result = FP_MADE; /* the clone grace, after the checks below */
+        else
             return FP_DECLINED; /* operator SIMs, pre-registry users, clone grace */
-        result = D_OWNER;
     } else if (owner != 0) {
         if (sub == owner)
             result = D_OWNER;
         else if (!self->restrict_non_owner)
             result = D_REGISTERED;
+        else if (more)
+            restricted = 2, result = FP_MADE; /* the ownership grace, after the checks below */
         else
             return FP_DECLINED; /* operator SIMs, ownership grace */
     } else if (self->origin_mask != 0 && (flags & self->origin_mask) == self->pre_registry) {
@@ -594,11 +601,28 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
         /* An enforced clone detection makes the device cloned; otherwise the clone check may run. */
         rc = is_detected(self, imei_obj);
         if (rc > 0) {
-            rc = sub != 0 && sub == owner ? 0 : 1;
-            result = D_OWNER;
+            /* cloned after all: the owner is allowed, anyone else restricted */
+            activation = 0;
+            if (sub != 0 && sub == owner)
+                rc = 0, restricted = 0, result = D_OWNER;
+            else
+                rc = more ? 0 : 1, restricted = 1, result = FP_MADE;
         } else if (rc == 0 && self->clone_detect && sub != 0) {
             rc = may_switch_back(self, imei_obj, imei, sub);
         }
+    }
+    if (rc == 0 && restricted) {
+        PyObject *made = NULL;
+        rc = eir_fp_restricted(self, imei_obj, restricted == 1, flags, owner, sub, t, &made);
+        if (rc > 0 && sub != 0 && record(self, imei_obj, imei, sub, slot, t, ints, q) < 0)
+            rc = -1;
+        Py_DECREF(imei_obj);
+        if (rc <= 0) {
+            Py_XDECREF(made);
+            return rc < 0 ? FP_ERROR : FP_DECLINED;
+        }
+        Py_XSETREF(self->made, made);
+        return FP_MADE;
     }
     if (rc == 0 && sub != 0)
         rc = has_grace(self, imei_obj, sub);
@@ -619,6 +643,19 @@ eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long s
                      int ints, PyObject *q)
 {
     return decide_core(self, imei, sub, slot, t, roamer, ints, 0, q);
+}
+
+/* The raw entry points: with more, also the outcomes with a new Decision (FP_MADE: *made, a new reference). */
+int
+eir_fp_decide(FastCheck *self, long long imei, long long sub, long long slot, long long t, int roamer, int more,
+              PyObject **made)
+{
+    int d = decide_core(self, imei, sub, slot, t, roamer, 1, more, NULL);
+    if (d == FP_MADE) {
+        *made = self->made;
+        self->made = NULL;
+    }
+    return d;
 }
 
 /* fast(q): the shared Decision of an outcome decided here (recorded), else None (nothing touched). */
@@ -703,7 +740,7 @@ static struct PyModuleDef fastpath_module = {
 PyMODINIT_FUNC
 PyInit__fastpath(void)
 {
-    if (PyType_Ready(&FastCheckType) < 0 || PyType_Ready(&HistoriesType) < 0)
+    if (PyType_Ready(&FastCheckType) < 0 || PyType_Ready(&HistoriesType) < 0 || eir_fp_grace_init() < 0)
         return NULL;
     s_imei = PyUnicode_InternFromString("imei");
     s_msisdn = PyUnicode_InternFromString("msisdn");

@@ -77,6 +77,9 @@ typedef struct {
     Column offsets_col, imeis_col;
     long long reminder_before_s, repeat_deny_s;
     PyObject *made;             /* the Decision of the last FP_MADE, until fast_check takes it */
+    /* the restricted subscriber's running grace (eir/_fastpath_grace.c); grace_kinds NULL: not used */
+    PyObject *grace_kinds[2], *grace_reasons[2], *blocked_decisions[2]; /* [0] clone, [1] ownership */
+    long long operator_sims_flag, pre_registry_users_flag;
 } FastCheck;
 
 /* One attach's values, parsed (eir_fp_parse_raw). */
@@ -94,6 +97,14 @@ typedef struct {
 
 int eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long slot, long long t, int roamer,
                          int ints, PyObject *q);
+/* As eir_fp_decide_common, and with more set also the outcomes with a new Decision (FP_MADE: *made). */
+int eir_fp_decide(FastCheck *self, long long imei, long long sub, long long slot, long long t, int roamer, int more,
+                  PyObject **made);
+/* eir/_fastpath_grace.c */
+int eir_fp_grace_init(void);
+int eir_fp_restricted_set(FastCheck *self, PyObject *o);
+int eir_fp_restricted(FastCheck *self, PyObject *imei_obj, int clone, long long flags, long long owner, long long sub,
+                      long long t, PyObject **made);
 PyObject *eir_fp_check_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *eir_fp_decide_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *eir_fp_parse_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);

@@ -112,9 +112,12 @@ eir_fp_check_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
     RawAttach a;
     if (!parse_raw(self, args[0], args[1], args[2], args[3], 0, nargs > 4 ? args[4] : Py_None, &a))
         return Py_NewRef(Py_None);
-    int d = eir_fp_decide_common(self, a.imei, a.sub, a.slot, a.time, a.roamer, 1, NULL);
+    PyObject *made = NULL;
+    int d = eir_fp_decide(self, a.imei, a.sub, a.slot, a.time, a.roamer, 1, &made);
     if (d == FP_ERROR)
         return NULL;
+    if (d == FP_MADE)
+        return made;
     return Py_NewRef(d == FP_DECLINED ? Py_None : self->decisions[d]);
 }
 
@@ -199,19 +202,22 @@ item_query(FastCheck *self, const RawAttach *a)
     return q;
 }
 
-/* decide_items(buf, queries, start, end, parts, check_one, fast_parts) -> counts: decide items start..end-1
- * in order and append each one's answer to parts: fast_parts[k] for an attach decided here with outcome k
- * (eir.fastpath.FAST_REASONS), else check_one(query) with the item's Query (queries[i] for the items
- * Python parsed, built here for the others). Returns how many were decided here, per outcome. */
+/* decide_items(buf, queries, start, end, parts, check_one, fast_parts, made_part) -> counts: decide items
+ * start..end-1 in order and append each one's answer to parts: fast_parts[k] for an attach decided here
+ * with outcome k (eir.fastpath.FAST_REASONS); made_part(decision) for one decided here with a new Decision
+ * (a deadline; only when made_part is not None); check_one(query) for every other, with the item's Query
+ * (queries[i] for the items Python parsed, built here for the others). Returns how many were decided here
+ * with each of FAST_REASONS. */
 PyObject *
 eir_fp_decide_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 7 || !PyList_CheckExact(args[1]) || !PyList_CheckExact(args[4]) || !PyTuple_CheckExact(args[6])
+    if (nargs != 8 || !PyList_CheckExact(args[1]) || !PyList_CheckExact(args[4]) || !PyTuple_CheckExact(args[6])
             || PyTuple_GET_SIZE(args[6]) != D_COUNT) {
-        PyErr_SetString(PyExc_TypeError,
-                        "decide_items(buf, queries: list, start, end, parts: list, check_one, fast_parts: tuple)");
+        PyErr_SetString(PyExc_TypeError, "decide_items(buf, queries: list, start, end, parts: list, check_one, "
+                                         "fast_parts: tuple, made_part)");
         return NULL;
     }
+    PyObject *made_part = args[7] == Py_None ? NULL : args[7];
     PyObject *queries = args[1], *parts = args[4], *check_one = args[5];
     Py_ssize_t i, end;
     if (batch_range(args[2], args[3], PyList_GET_SIZE(queries), &i, &end) < 0)
@@ -224,10 +230,20 @@ eir_fp_decide_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         BatchItem it = slots[i];
         if (it.kind != ITEM_PYTHON) {
-            int d = eir_fp_decide_common(self, it.a.imei, it.a.sub, it.a.slot, it.a.time, it.kind == ITEM_ROAMER,
-                                         1, NULL);
+            PyObject *made = NULL;
+            int d = eir_fp_decide(self, it.a.imei, it.a.sub, it.a.slot, it.a.time, it.kind == ITEM_ROAMER,
+                                  made_part != NULL, &made);
             if (d == FP_ERROR)
                 return NULL;
+            if (d == FP_MADE) {
+                PyObject *part = PyObject_CallOneArg(made_part, made);
+                Py_DECREF(made);
+                int err = part == NULL ? -1 : PyList_Append(parts, part);
+                Py_XDECREF(part);
+                if (err < 0)
+                    return NULL;
+                continue;
+            }
             if (d != FP_DECLINED) {
                 counts[d]++;
                 if (PyList_Append(parts, PyTuple_GET_ITEM(args[6], d)) < 0)
@@ -280,9 +296,12 @@ eir_fp_decide_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
     RawAttach a;
     if (!parse_raw(self, args[0], args[1], args[2], args[3], 0, nargs > 4 ? args[4] : Py_None, &a))
         return Py_NewRef(Py_None);
-    int d = eir_fp_decide_common(self, a.imei, a.sub, a.slot, a.time, a.roamer, 1, NULL);
+    PyObject *made = NULL;
+    int d = eir_fp_decide(self, a.imei, a.sub, a.slot, a.time, a.roamer, 1, &made);
     if (d == FP_ERROR)
         return NULL;
+    if (d == FP_MADE)
+        return made;
     return d == FP_DECLINED ? item_query(self, &a) : Py_NewRef(self->decisions[d]);
 }
 

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from eir.decide import ORIGIN_PRE_REGISTRY
 from eir.identifiers import MAX_SLOT
-from eir.index import BLOCKED, CLONED, ORIGIN_MASK
-from eir.model import CONST, Decision, Query, Reason
+from eir.index import BLOCKED, CLONED, HAS_OPERATOR_SIMS, HAS_PRE_REGISTRY_USERS, ORIGIN_MASK
+from eir.model import CONST, Decision, GraceKind, Query, Reason
 from eir.query import MAX_EPOCH, MAX_FIELD_CHARS, MIN_EPOCH
 from eir.registry import KEY_MIX
 from eir.state import KEY_SHIFT, SLOT_BITS, TIME_BITS, Activation, History, MemoryState, TravelerWindow
@@ -66,10 +66,12 @@ class FastCheck(Protocol):
 
     def decide_items(self, buf: bytearray, queries: list[Query | None], start: int, end: int,
                      parts: list[bytes], check_one: Callable[[Query], bytes], fast_parts: tuple[bytes, ...],
-                     /) -> tuple[int, ...]:
+                     made_part: Callable[[Decision], bytes] | None, /) -> tuple[int, ...]:
         """Decide parsed items ``start..end-1`` in order, appending each answer part: ``fast_parts[k]`` for
-        an attach it decides with ``FAST_REASONS[k]``, else ``check_one(query)`` (``queries[i]`` where
-        Python parsed the item, a Query built in C otherwise); returns how many it decided, per reason."""
+        an attach it decides with ``FAST_REASONS[k]``, ``made_part(decision)`` for one it decides with a
+        new Decision (a deadline; none when ``made_part`` is None), else ``check_one(query)``
+        (``queries[i]`` where Python parsed the item, a Query built in C otherwise); returns how many it
+        decided with each of FAST_REASONS."""
 
 
 def _load() -> ModuleType | None:
@@ -128,5 +130,8 @@ def accelerator(bundle: Bundle, state: MemoryState) -> FastCheck | None:
         roamers_exempt=r.roamers_exempt, deny_invalid_check_digit=r.imei.deny_invalid_check_digit,
         deny_test_imeis=r.imei.deny_test_imeis, country_code=r.plan.country_code,
         national_mobile_length=r.plan.national_mobile_length, query_type=Query, origin_mask=ORIGIN_MASK,
-        pre_registry_origin=ORIGIN_PRE_REGISTRY, history_type=History, outcomes=_outcomes(bundle, state))
+        pre_registry_origin=ORIGIN_PRE_REGISTRY, history_type=History, outcomes=_outcomes(bundle, state),
+        restricted=(GraceKind.CLONE, GraceKind.OWNERSHIP, Reason.CLONE_GRACE, Reason.OWNERSHIP_GRACE,
+                    CONST[Reason.CLONE_BLOCKED], CONST[Reason.OWNERSHIP_BLOCKED], HAS_OPERATOR_SIMS,
+                    HAS_PRE_REGISTRY_USERS))
     return fast

@@ -205,29 +205,33 @@ def test_a_subscriber_holding_a_grace_is_left_to_python() -> None:
     fast_run, slow_run = runs
     assert [x[:3] for x in fast_run[0]] == [x[:3] for x in slow_run[0]] and fast_run[1] == slow_run[1]
     reasons = [(x[0].value, x[3]) for x in fast_run[0]]
-    assert reasons == [("OWNER", True), ("OWNERSHIP_GRACE", False), ("OWNERSHIP_GRACE", False), ("OWNER", False),
+    # The grace starts in Python; the second attach within it is answered in C with its deadline.
+    assert reasons == [("OWNER", True), ("OWNERSHIP_GRACE", False), ("OWNERSHIP_GRACE", True), ("OWNER", False),
                        ("OWNER", True)]
+    assert fast_run[0][1][1] == fast_run[0][2][1] is not None
     assert [type(e).__name__ for e in fast_run[0][3][2]] == ["GracesDrop"]
 
 
 @needs_fastpath
-def test_after_a_clone_detection_only_the_owner_is_decided_in_c() -> None:
+def test_after_a_clone_detection_the_device_counts_as_cloned() -> None:
     # clone1: one switch-back detects a clone (A, B, A). Then the device counts as cloned: the owner is
-    # still ALLOW OWNER (in C), an unknown subscriber is CLONE_BLOCKED and B stays in grace (Python).
+    # still ALLOW OWNER, an unknown subscriber CLONE_BLOCKED, and B's grace starts (Python), then goes on.
     index = _index([{"type": "device", "imeis": ["356938035643809"], "owner": "09121234567"}])
     a, b, core = 989121234567, 989127654321, 35693803564380
     queries = [Query(T0, core, a), Query(T0 + 60, core, b), Query(T0 + 120, core, a), Query(T0 + 180, core, a),
-               Query(T0 + 240, core, 0), Query(T0 + 300, core, b), Query(T0 + 360, core, b)]
+               Query(T0 + 240, core, 0), Query(T0 + 300, core, b), Query(T0 + 360, core, b), Query(T0 + 370, core, a)]
     state = MemoryState()
     fast = run(index, RULES["clone1"], queries, state, True)
-    assert fast == run(index, RULES["clone1"], queries, MemoryState(), False)
+    assert fast == run(index, RULES["clone1"], queries, MemoryState(histories={}), False)
     assert [d[0].value for d in fast[0]] == ["OWNER", "REGISTERED", "OWNER", "OWNER", "CLONE_BLOCKED",
-                                             "CLONE_GRACE", "CLONE_GRACE"]
+                                             "CLONE_GRACE", "CLONE_GRACE", "OWNER"]
     assert state.detections[core].enforced
     accel = fastpath.accelerator(Bundle.of(index, RULES["clone1"]), state)
     assert accel is not None
     assert accel(Query(T0 + 420, core, a)) is CONST[Reason.OWNER]
-    assert accel(Query(T0 + 480, core, 0)) is None
+    assert accel(Query(T0 + 480, core, 0)) is CONST[Reason.CLONE_BLOCKED]
+    d = accel(Query(T0 + 540, core, b))  # detected: no clone check runs; B's grace goes on
+    assert d is not None and d.reason is Reason.CLONE_GRACE and d.deadline == fast[0][5][1] and not d.effects
 
 
 @needs_fastpath

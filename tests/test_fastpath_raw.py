@@ -140,7 +140,7 @@ def run_raw(index: Index, rules: RuleSet, rows: list[Raw], accelerate: bool) -> 
             d = engine.check(q)
         else:
             taken += 1
-            assert not d.effects and d.deadline is None
+            assert not d.effects
         out.append((d.reason, d.deadline, d.effects))
     return out, [e.to_dict() for e in events], (state_view(state), taken)
 

@@ -1,0 +1,98 @@
+/* eir._fastpath: the restricted subscriber of a device (decide._grace) when the grace already runs.
+ *
+ * On a cloned device everyone but the owner is restricted, and so is everyone but the owner (and its
+ * operator SIMs) where non-owners are restricted: decide._grace gives such a subscriber a grace per
+ * (IMEI, subscriber) and then denies. The later attaches within that grace are answered with the deadline
+ * the state holds and change nothing but the history: those are decided here (a new Decision, handed
+ * over as eir/_outcomes.h's are: FP_MADE), as is the DENY of an unknown subscriber (no grace to give).
+ * Anything that starts a grace, may emit a notice (a reminder that may be due) or denies after the
+ * deadline is left to Python (0) before anything is touched. eir_fp_decide_common calls it where decide
+ * calls _grace, after decide's operator-SIM and pre-registry-user exceptions, which are left to Python.
+ */
+#include "_fastpath.h"
+
+static PyObject *s_grace_deadline;
+
+int
+eir_fp_grace_init(void)
+{
+    s_grace_deadline = PyUnicode_InternFromString("deadline");
+    return s_grace_deadline != NULL ? 0 : -1;
+}
+
+/* restricted=(GraceKind.CLONE, GraceKind.OWNERSHIP, Reason.CLONE_GRACE, Reason.OWNERSHIP_GRACE,
+ * CONST[CLONE_BLOCKED], CONST[OWNERSHIP_BLOCKED], HAS_OPERATOR_SIMS, HAS_PRE_REGISTRY_USERS), or None. */
+int
+eir_fp_restricted_set(FastCheck *self, PyObject *o)
+{
+    for (int k = 0; k < 2; k++) {
+        Py_CLEAR(self->grace_kinds[k]);
+        Py_CLEAR(self->grace_reasons[k]);
+        Py_CLEAR(self->blocked_decisions[k]);
+    }
+    self->operator_sims_flag = self->pre_registry_users_flag = 0;
+    if (o == Py_None)
+        return 0;
+    PyObject *kc, *ko, *rc, *ro, *bc, *bo;
+    long long ops, pre_users;
+    if (!PyArg_ParseTuple(o, "OOOOOOLL;restricted", &kc, &ko, &rc, &ro, &bc, &bo, &ops, &pre_users))
+        return -1;
+    if (ops == 0 || pre_users == 0) {
+        PyErr_SetString(PyExc_ValueError, "restricted: device flags must be non-zero");
+        return -1;
+    }
+    self->grace_kinds[0] = Py_NewRef(kc);
+    self->grace_kinds[1] = Py_NewRef(ko);
+    self->grace_reasons[0] = Py_NewRef(rc);
+    self->grace_reasons[1] = Py_NewRef(ro);
+    self->blocked_decisions[0] = Py_NewRef(bc);
+    self->blocked_decisions[1] = Py_NewRef(bo);
+    self->operator_sims_flag = ops;
+    self->pre_registry_users_flag = pre_users;
+    return 0;
+}
+
+/* decide's exceptions for a restricted subscriber, and decide._grace: 1 decided (*made: a new reference),
+ * 0 left to Python (nothing touched), -1 error. clone: the device is cloned (else: a non-owner where
+ * non-owners are restricted). */
+int
+eir_fp_restricted(FastCheck *self, PyObject *imei_obj, int clone, long long flags, long long owner, long long sub,
+                  long long t, PyObject **made)
+{
+    int k = clone ? 0 : 1;
+    if (self->grace_kinds[k] == NULL || self->decision_type == NULL)
+        return 0; /* not configured (no restricted=, or no outcomes=) */
+    if (sub != 0 && (flags & self->operator_sims_flag))
+        return 0; /* perhaps one of the device's operator SIMs */
+    if (clone && sub != 0 && owner == 0 && self->origin_mask != 0 && (flags & self->origin_mask) == self->pre_registry
+            && (flags & self->pre_registry_users_flag))
+        return 0; /* perhaps a pre-registry user */
+    if (sub == 0) {
+        *made = Py_NewRef(self->blocked_decisions[k]); /* an unknown subscriber: no grace to give */
+        return 1;
+    }
+    PyObject *sub_obj = PyLong_FromLongLong(sub);
+    PyObject *key = sub_obj != NULL ? PyTuple_Pack(3, imei_obj, sub_obj, self->grace_kinds[k]) : NULL;
+    Py_XDECREF(sub_obj);
+    if (key == NULL)
+        return -1;
+    PyObject *g = PyDict_GetItemWithError(self->graces, key); /* borrowed */
+    Py_DECREF(key);
+    if (g == NULL)
+        return PyErr_Occurred() ? -1 : 0; /* the grace starts: Python */
+    PyObject *dl = PyObject_GetAttr(g, s_grace_deadline);
+    if (dl == NULL)
+        return -1;
+    int overflow = 0;
+    long long deadline = PyLong_CheckExact(dl) ? PyLong_AsLongLongAndOverflow(dl, &overflow) : 0;
+    int plain = PyLong_CheckExact(dl) && !overflow && !(deadline == -1 && PyErr_Occurred());
+    PyErr_Clear();
+    if (!plain || t >= deadline
+            || (self->reminder_before_s != 0 && t >= deadline - self->reminder_before_s)) {
+        Py_DECREF(dl);
+        return 0; /* denied (a notice may be due), or a GRACE_REMINDER may be: Python */
+    }
+    *made = PyObject_CallFunctionObjArgs(self->decision_type, self->grace_reasons[k], dl, NULL);
+    Py_DECREF(dl);
+    return *made != NULL ? 1 : -1;
+}
