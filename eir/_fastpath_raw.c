@@ -202,22 +202,97 @@ item_query(FastCheck *self, const RawAttach *a)
     return q;
 }
 
-/* decide_items(buf, queries, start, end, parts, check_one, fast_parts, made_part) -> counts: decide items
+static PyObject *s_reason, *s_deadline_attr, *py_one;
+
+/* The packed result of a Decision the accelerator made: the packed map up to its "deadline" key
+ * (prefixes[reason]), then the deadline as msgpack.Packer packs an int (the smallest form), or nil; the
+ * decision counted in counts[reason]. A new reference, NULL on error (or a deadline of another type). */
+static PyObject *
+made_result(PyObject *made, PyObject *prefixes, PyObject *counts)
+{
+    if (py_one == NULL && ((s_reason = PyUnicode_InternFromString("reason")) == NULL
+                           || (s_deadline_attr = PyUnicode_InternFromString("deadline")) == NULL
+                           || (py_one = PyLong_FromLong(1)) == NULL))
+        return NULL;
+    PyObject *reason = PyObject_GetAttr(made, s_reason);
+    if (reason == NULL)
+        return NULL;
+    PyObject *out = NULL, *dl = NULL;
+    PyObject *prefix = PyDict_GetItemWithError(prefixes, reason); /* borrowed */
+    if (prefix == NULL || !PyBytes_CheckExact(prefix)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_KeyError, "made_parts: no packed prefix for this reason");
+        goto done;
+    }
+    PyObject *n = PyDict_GetItemWithError(counts, reason); /* borrowed */
+    PyObject *n1 = n != NULL ? PyNumber_Add(n, py_one) : NULL;
+    int err = n1 != NULL ? PyDict_SetItem(counts, reason, n1) : -1;
+    Py_XDECREF(n1);
+    if (err < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_KeyError, "made_parts: no counter for this reason");
+        goto done;
+    }
+    dl = PyObject_GetAttr(made, s_deadline_attr);
+    if (dl == NULL)
+        goto done;
+    unsigned char tail[9];
+    size_t len;
+    if (dl == Py_None) {
+        tail[0] = 0xc0;
+        len = 1;
+    } else {
+        int overflow = 0;
+        long long v = PyLong_CheckExact(dl) ? PyLong_AsLongLongAndOverflow(dl, &overflow) : -1;
+        if (!PyLong_CheckExact(dl) || overflow || v < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "made_parts: a deadline that is not a non-negative int");
+            goto done;
+        }
+        unsigned long long u = (unsigned long long)v;
+        if (u < 128) {
+            tail[0] = (unsigned char)u;
+            len = 1;
+        } else {
+            int width = u < (1ULL << 8) ? 1 : u < (1ULL << 16) ? 2 : u < (1ULL << 32) ? 4 : 8;
+            tail[0] = width == 1 ? 0xcc : width == 2 ? 0xcd : width == 4 ? 0xce : 0xcf;
+            for (int k = 0; k < width; k++)
+                tail[1 + k] = (unsigned char)(u >> (8 * (width - 1 - k)));
+            len = 1 + (size_t)width;
+        }
+    }
+    Py_ssize_t plen = PyBytes_GET_SIZE(prefix);
+    out = PyBytes_FromStringAndSize(NULL, plen + (Py_ssize_t)len);
+    if (out != NULL) {
+        memcpy(PyBytes_AS_STRING(out), PyBytes_AS_STRING(prefix), (size_t)plen);
+        memcpy(PyBytes_AS_STRING(out) + plen, tail, len);
+    }
+done:
+    Py_XDECREF(dl);
+    Py_DECREF(reason);
+    return out;
+}
+
+/* decide_items(buf, queries, start, end, parts, check_one, fast_parts, made_parts) -> counts: decide items
  * start..end-1 in order and append each one's answer to parts: fast_parts[k] for an attach decided here
- * with outcome k (eir.fastpath.FAST_REASONS); made_part(decision) for one decided here with a new Decision
- * (a deadline; only when made_part is not None); check_one(query) for every other, with the item's Query
- * (queries[i] for the items Python parsed, built here for the others). Returns how many were decided here
- * with each of FAST_REASONS. */
+ * with outcome k (eir.fastpath.FAST_REASONS); for one decided here with a new Decision (it carries a
+ * deadline; only when made_parts, a (prefixes, counts) pair of dicts keyed by reason, is not None) its
+ * result packed here (made_result); check_one(query) for every other, with the item's Query (queries[i]
+ * for the items Python parsed, built here for the others). Returns how many were decided here with each
+ * of FAST_REASONS (the made ones are counted in made_parts' counts). */
 PyObject *
 eir_fp_decide_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 8 || !PyList_CheckExact(args[1]) || !PyList_CheckExact(args[4]) || !PyTuple_CheckExact(args[6])
             || PyTuple_GET_SIZE(args[6]) != D_COUNT) {
         PyErr_SetString(PyExc_TypeError, "decide_items(buf, queries: list, start, end, parts: list, check_one, "
-                                         "fast_parts: tuple, made_part)");
+                                         "fast_parts: tuple, made_parts)");
         return NULL;
     }
-    PyObject *made_part = args[7] == Py_None ? NULL : args[7];
+    PyObject *prefixes = NULL, *made_counts = NULL;
+    if (args[7] != Py_None && !PyArg_ParseTuple(args[7], "O!O!;made_parts", &PyDict_Type, &prefixes, &PyDict_Type,
+                                                &made_counts))
+        return NULL;
     PyObject *queries = args[1], *parts = args[4], *check_one = args[5];
     Py_ssize_t i, end;
     if (batch_range(args[2], args[3], PyList_GET_SIZE(queries), &i, &end) < 0)
@@ -232,11 +307,11 @@ eir_fp_decide_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
         if (it.kind != ITEM_PYTHON) {
             PyObject *made = NULL;
             int d = eir_fp_decide(self, it.a.imei, it.a.sub, it.a.slot, it.a.time, it.kind == ITEM_ROAMER,
-                                  made_part != NULL, &made);
+                                  prefixes != NULL, &made);
             if (d == FP_ERROR)
                 return NULL;
             if (d == FP_MADE) {
-                PyObject *part = PyObject_CallOneArg(made_part, made);
+                PyObject *part = made_result(made, prefixes, made_counts);
                 Py_DECREF(made);
                 int err = part == NULL ? -1 : PyList_Append(parts, part);
                 Py_XDECREF(part);

@@ -66,12 +66,13 @@ class FastCheck(Protocol):
 
     def decide_items(self, buf: bytearray, queries: list[Query | None], start: int, end: int,
                      parts: list[bytes], check_one: Callable[[Query], bytes], fast_parts: tuple[bytes, ...],
-                     made_part: Callable[[Decision], bytes] | None, /) -> tuple[int, ...]:
+                     made_parts: tuple[dict[Reason, bytes], dict[Reason, int]] | None, /) -> tuple[int, ...]:
         """Decide parsed items ``start..end-1`` in order, appending each answer part: ``fast_parts[k]`` for
-        an attach it decides with ``FAST_REASONS[k]``, ``made_part(decision)`` for one it decides with a
-        new Decision (a deadline; none when ``made_part`` is None), else ``check_one(query)``
-        (``queries[i]`` where Python parsed the item, a Query built in C otherwise); returns how many it
-        decided with each of FAST_REASONS."""
+        an attach it decides with ``FAST_REASONS[k]``; for one it decides with a new Decision (a deadline;
+        none when ``made_parts`` is None) ``prefixes[reason]`` + the packed deadline, counted in
+        ``counts[reason]`` (``made_parts = (prefixes, counts)``); else ``check_one(query)`` (``queries[i]``
+        where Python parsed the item, a Query built in C otherwise); returns how many it decided with each
+        of FAST_REASONS."""
 
 
 def _load() -> ModuleType | None:

@@ -47,7 +47,8 @@ def parse_time(raw: object) -> int:
         s = raw.strip()
         if not s or len(s) > MAX_FIELD_CHARS:
             raise RequestError("time", raw, "empty or too long")
-        if s[0].isdigit() and s.replace(".", "", 1).isdigit():
+        # ASCII only: str.isdigit() also accepts superscripts and other digits float() refuses
+        if s.isascii() and s[0].isdigit() and s.replace(".", "", 1).isdigit():
             t = math.floor(float(s))
         else:
             try:

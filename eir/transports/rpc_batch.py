@@ -4,7 +4,7 @@ Every item is parsed before any is decided (one bad item: ``invalid_params`` nam
 decided), then the items are decided in order, on the bundle the batch started with even if a reload
 swapped it since. With the C accelerator (eir.fastpath) both phases run in C for the common items:
 ``parse_items`` parses the usual forms into a bytearray and ``decide_items`` decides the common attach
-and appends its pre-packed answer (or, for a running grace or window, the packed Decision it made), so
+and appends its pre-packed answer (or, for a running grace or window, the answer it packs), so
 such an item never becomes a Query; every other item is parsed
 (and refused) by :func:`eir.query.build_query` and decided by :meth:`eir.engine.Engine.check`, in its
 place in the order. Without the accelerator both phases are the plain Python loops.
@@ -16,7 +16,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from eir.fastpath import BATCH_ITEM_SIZE, FAST_REASONS
-from eir.model import CONST, Decision, Query, Reason
+from eir.model import CONST, Query, Reason
 from eir.query import RequestError, build_query, parse_time
 from eir.service import pinned
 
@@ -83,7 +83,7 @@ class Batch:
             # the outcomes with a new Decision are then left to _check_one.
             counts = fast.decide_items(self._buf, self.queries, self.pos, end, self.parts, self._check_one,
                                        tuple(result(CONST[r]) for r in FAST_REASONS),
-                                       self._made_part if self.durable is None else None)
+                                       (self.enc.prefixes, self.count) if self.durable is None else None)
             for reason, k in zip(FAST_REASONS, counts, strict=True):
                 self.count[reason] += k
         else:
@@ -95,11 +95,6 @@ class Batch:
         if end == n:
             self.answer = self.enc.ok_list(self.msgid, self.parts)
         return budget
-
-    def _made_part(self, d: Decision) -> bytes:
-        """The packed result of a decision the accelerator made (it carries a deadline), counted."""
-        self.count[d.reason] += 1
-        return self.enc.result(d)
 
     def _check_one(self, q: Query) -> bytes:
         """Decide one query in Python (the engine: its accelerator first) -> its packed result."""

@@ -158,7 +158,7 @@ def _method(m: Any) -> str | None:
 class RpcEncoder:
     """Response encoder; one per connection (the packer is reused, not thread-safe)."""
 
-    __slots__ = ("_pack", "_packer", "_plain", "_pong", "_prefix")
+    __slots__ = ("_pack", "_packer", "_plain", "_pong", "_prefix", "prefixes")
     _pack: Callable[[Any], bytes]
     _packer: Any
     _pong: bytes
@@ -175,6 +175,8 @@ class RpcEncoder:
             self._prefix[r] = head
             self._plain[r] = head + b"\xc0"
         self._pong = b"\xc0" + msgpack.packb("pong")
+        #: Per reason, the packed result map up to its "deadline" key (the C accelerator packs the value).
+        self.prefixes = self._prefix
 
     def result(self, d: Decision) -> bytes:
         """The packed result map ``{"verdict", "status", "reason", "deadline"}`` of a decision."""

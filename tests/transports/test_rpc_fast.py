@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
+import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -117,3 +118,12 @@ def test_common_items_are_decided_in_c(snapshot: Path) -> None:
     assert fast == serve(snapshot, [("check_batch", [items]), ("check", [OWNED, OWNER])], False)
     decisions = {r.value: n for r, n in fast[1].items() if n}
     assert decisions["OWNER"] == 9 and decisions["BLACKLISTED"] == 4
+
+
+def test_a_non_ascii_digit_time_is_invalid_params(snapshot: Path) -> None:
+    # str.isdigit() says yes to '²', float() says no: parse_time must refuse it, not raise ValueError (which
+    # would cost the client its connection).
+    data, _, _ = serve(snapshot, [("check", [OWNED, OWNER, 1, "²"]), ("check_batch", [[[OWNED, OWNER, 1, "1²"]]])],
+                       True)
+    answers = list(msgpack.Unpacker(__import__("io").BytesIO(data), raw=False))
+    assert [(a[1], a[2]["code"]) for a in answers] == [(0, "invalid_params"), (1, "invalid_params")]
