@@ -7,7 +7,8 @@ that both paths agree).
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("eir._fastpath", ["eir/_fastpath.c", "eir/_fastpath_raw.c", "eir/_fastpath_grace.c"],
+setup(ext_modules=[Extension("eir._fastpath", ["eir/_fastpath_module.c", "eir/_fastpath.c", "eir/_fastpath_raw.c",
+                                               "eir/_fastpath_grace.c"],
                              depends=["eir/_fastpath.h", "eir/_ident.h", "eir/_histable.h", "eir/_histype.h",
                                       "eir/_layout.h", "eir/_outcomes.h"], optional=True,
                              extra_compile_args=["-Wall", "-Wextra", "-Wno-unused-parameter",

@@ -20,201 +20,13 @@
 #include <stdint.h>
 
 #include "_fastpath.h"
-#include <structmember.h>
 
-#include "_histype.h"
+#include "_histable.h"
 #include "_layout.h"
 #include "_outcomes.h"
 
 static PyObject *s_imei, *s_msisdn, *s_slot, *s_time, *s_roamer, *s_last_msisdn, *s_enforced;
 static PyObject *py_time_mask, *py_count_one, *py_key_shift_obj;
-
-static void outcomes_clear(FastCheck *self);
-
-static void
-FastCheck_dealloc(FastCheck *self)
-{
-    Py_XDECREF(self->imei_map);
-    Py_XDECREF(self->flags);
-    Py_XDECREF(self->owner);
-    Py_XDECREF(self->histories);
-    Py_XDECREF(self->detections);
-    Py_XDECREF(self->grace_imeis);
-    Py_XDECREF(self->graces);
-    Py_XDECREF(self->observe);
-    Py_XDECREF(self->memory_observe);
-    for (int k = 0; k < D_COUNT; k++)
-        Py_XDECREF(self->decisions[k]);
-    Py_XDECREF(self->query_type);
-    Py_XDECREF(self->history_type);
-    outcomes_clear(self);
-    eir_fp_restricted_set(self, Py_None);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyObject *FastCheck_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames);
-
-/* Where query_type keeps each attribute fast_check reads: the offset of its __slots__ member (an object
- * slot), or 0 when the type does not keep it so (the attribute is then read by name). */
-static void
-query_offsets(FastCheck *self)
-{
-    static const char *names[5] = {"imei", "msisdn", "slot", "time", "roamer"};
-    for (int i = 0; i < 5; i++) {
-        self->q_off[i] = 0;
-        if (self->query_type == NULL || !PyType_Check(self->query_type))
-            continue;
-        PyObject *d = PyDict_GetItemString(((PyTypeObject *)self->query_type)->tp_dict, names[i]); /* borrowed */
-        if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
-            PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-            if (m->type == T_OBJECT_EX && !(m->flags & READONLY))
-                self->q_off[i] = m->offset;
-        }
-    }
-}
-
-static void
-outcomes_clear(FastCheck *self)
-{
-    Py_CLEAR(self->marks);
-    Py_CLEAR(self->windows);
-    Py_CLEAR(self->activations);
-    Py_CLEAR(self->ov_imeis);
-    Py_CLEAR(self->decision_type);
-    Py_CLEAR(self->window_type);
-    Py_CLEAR(self->activation_type);
-    Py_CLEAR(self->r_traveler);
-    Py_CLEAR(self->r_expired);
-    Py_CLEAR(self->r_act_grace);
-    Py_CLEAR(self->r_not_activated);
-    Py_CLEAR(self->offsets);
-    Py_CLEAR(self->imeis);
-    Py_CLEAR(self->made);
-}
-
-/* outcomes=(marks, windows, activations, Decision, TravelerWindow, Activation, TRAVELER_ALLOWANCE,
- * ALLOWANCE_EXPIRED, ACTIVATION_GRACE, NOT_ACTIVATED, reminder_before_s, repeat_deny_notice_s,
- * Index offsets column, Index imeis column, Index._ov_imeis), or None (eir/_outcomes.h not used). */
-static int
-outcomes_set(FastCheck *self, PyObject *o)
-{
-    outcomes_clear(self);
-    if (o == Py_None)
-        return 0;
-    PyObject *marks, *windows, *activations, *decision_type, *window_type, *activation_type;
-    PyObject *r1, *r2, *r3, *r4, *offsets, *imeis, *ov_imeis;
-    long long reminder_before_s, repeat_deny_s;
-    if (!PyArg_ParseTuple(o, "O!O!O!OO!O!OOOOLLOOO!;outcomes", &PyDict_Type, &marks, &PyDict_Type, &windows,
-                          &PyDict_Type, &activations, &decision_type, &PyType_Type, &window_type, &PyType_Type,
-                          &activation_type, &r1, &r2, &r3, &r4, &reminder_before_s, &repeat_deny_s, &offsets,
-                          &imeis, &PyDict_Type, &ov_imeis))
-        return -1;
-    self->marks = Py_NewRef(marks);
-    self->windows = Py_NewRef(windows);
-    self->activations = Py_NewRef(activations);
-    self->ov_imeis = Py_NewRef(ov_imeis);
-    self->decision_type = Py_NewRef(decision_type);
-    self->window_type = Py_NewRef(window_type);
-    self->activation_type = Py_NewRef(activation_type);
-    self->r_traveler = Py_NewRef(r1);
-    self->r_expired = Py_NewRef(r2);
-    self->r_act_grace = Py_NewRef(r3);
-    self->r_not_activated = Py_NewRef(r4);
-    self->offsets = Py_NewRef(offsets);
-    self->imeis = Py_NewRef(imeis);
-    self->offsets_col = column_of(offsets);
-    self->imeis_col = column_of(imeis);
-    self->reminder_before_s = reminder_before_s;
-    self->repeat_deny_s = repeat_deny_s;
-    return 0;
-}
-
-static int
-FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"imei_map", "flags", "owner", "histories", "detections", "grace_imeis", "graces",
-                             "observe", "memory_observe", "decisions", "blocked_flag", "cloned_flag", "key_mix",
-                             "restrict_non_owner", "clone_detect", "roamers_exempt", "deny_invalid_check_digit",
-                             "deny_test_imeis", "country_code", "national_mobile_length", "query_type",
-                             "origin_mask", "pre_registry_origin", "history_type", "outcomes", "restricted", NULL};
-    PyObject *imei_map, *flags, *owner, *histories, *detections, *grace_imeis, *graces, *observe, *memory_observe;
-    PyObject *decisions, *query_type = Py_None;
-    long long blocked, cloned;
-    unsigned long long key_mix;
-    int restrict_non_owner, clone_detect, roamers_exempt, deny_check = 1, deny_test = 1;
-    const char *cc = "98";
-    Py_ssize_t cc_len = 2, nml = 10;
-    long long origin_mask = 0, pre_registry = 0;
-    PyObject *history_type = NULL, *outcomes = Py_None, *restricted = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO!O!O!OOO!LLKppp|pps#nOLLO!OO", kwlist, &imei_map, &flags,
-                                     &owner, &histories, &PyDict_Type, &detections, &PyDict_Type, &grace_imeis,
-                                     &PyDict_Type, &graces, &observe, &memory_observe, &PyTuple_Type, &decisions,
-                                     &blocked, &cloned, &key_mix, &restrict_non_owner, &clone_detect,
-                                     &roamers_exempt, &deny_check, &deny_test, &cc, &cc_len, &nml, &query_type,
-                                     &origin_mask, &pre_registry, &PyType_Type, &history_type, &outcomes,
-                                     &restricted))
-        return -1;
-    if (outcomes_set(self, outcomes) < 0 || eir_fp_restricted_set(self, restricted) < 0)
-        return -1;
-    if (PyTuple_GET_SIZE(decisions) != D_COUNT) {
-        PyErr_SetString(PyExc_ValueError, "decisions: one per eir.fastpath.FAST_REASONS");
-        return -1;
-    }
-    if (!PyDict_CheckExact(histories) && !Py_IS_TYPE(histories, &HistoriesType)) {
-        PyErr_SetString(PyExc_TypeError, "histories must be a dict or a Histories table");
-        return -1;
-    }
-    self->deny_invalid_check_digit = deny_check;
-    self->deny_test_imeis = deny_test;
-    /* a country code this parser cannot handle: every MSISDN goes to Python */
-    int cc_ok = 0 < cc_len && cc_len <= IDENT_MAX_CC && ident_all_digits(cc, (size_t)cc_len) && nml >= 0;
-    memcpy(self->cc, cc, cc_ok ? (size_t)cc_len : 0);
-    self->cc[cc_ok ? cc_len : 0] = '\0';
-    self->cc_len = cc_ok ? (size_t)cc_len : 0;
-    self->nml = cc_ok ? nml : -1;
-#define SET(field, value) do { PyObject *tmp = (PyObject *)self->field; Py_XINCREF(value); \
-                               self->field = value; Py_XDECREF(tmp); } while (0)
-    SET(imei_map, imei_map);
-    SET(flags, flags);
-    SET(owner, owner);
-    SET(histories, histories);
-    SET(detections, detections);
-    SET(grace_imeis, grace_imeis);
-    SET(graces, graces);
-    if (observe == Py_None) {
-        SET(observe, (PyObject *)NULL);
-    } else {
-        SET(observe, observe);
-    }
-    SET(memory_observe, memory_observe);
-    for (int k = 0; k < D_COUNT; k++)
-        SET(decisions[k], PyTuple_GET_ITEM(decisions, k));
-    SET(query_type, query_type);
-    SET(history_type, history_type);
-#undef SET
-    self->blocked_flag = blocked;
-    self->cloned_flag = cloned;
-    self->roamers_exempt = roamers_exempt;
-    self->key_mix = key_mix;
-    self->restrict_non_owner = restrict_non_owner;
-    self->clone_detect = clone_detect;
-    self->origin_mask = origin_mask;
-    self->pre_registry = pre_registry;
-    self->table = Py_IS_TYPE(histories, &HistoriesType) ? (Histories *)histories : NULL;
-    self->flags_col = column_of(flags);
-    self->owner_col = column_of(owner);
-    int direct = presh_direct(imei_map);
-    if (direct < 0)
-        return -1;
-    self->pmap = direct ? (PreshMapObject *)imei_map : NULL;
-    query_offsets(self);
-    self->vectorcall = FastCheck_vectorcall;
-    if (self->pmap != NULL)
-        advise_huge(self->pmap->c_map->cells, (size_t)self->pmap->c_map->length * sizeof(PreshCell));
-    advise_huge_buffer(flags);
-    advise_huge_buffer(owner);
-    return 0;
-}
 
 /* An int attribute of the query as a C long long: 0 done (a new reference in *obj when obj is given),
  * 1 not a plain int within 64 bits (left to Python), -1 error. */
@@ -690,8 +502,8 @@ fast_check(FastCheck *self, PyObject *q)
     return Py_NewRef(d == FP_DECLINED ? Py_None : self->decisions[d]);
 }
 
-static PyObject *
-FastCheck_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+PyObject *
+eir_fp_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
         PyErr_SetString(PyExc_TypeError, "FastCheck takes exactly one Query");
@@ -700,48 +512,10 @@ FastCheck_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, P
     return fast_check((FastCheck *)callable, args[0]);
 }
 
-static PyMethodDef FastCheck_methods[] = {
-    {"check_raw", (PyCFunction)(void (*)(void))eir_fp_check_raw, METH_FASTCALL,
-     "check_raw(imei, msisdn, slot, time, imsi=None): the Decision of the common attach from raw values, "
-     "or None (the caller builds a Query and runs the Python path)."},
-    {"decide_raw", (PyCFunction)(void (*)(void))eir_fp_decide_raw, METH_FASTCALL,
-     "decide_raw(imei, msisdn, slot, time, imsi=None): as check_raw, but the Query of values it parses whose "
-     "attach is not the common one (for Engine.check); None for values it does not parse."},
-    {"parse_items", (PyCFunction)(void (*)(void))eir_fp_parse_items, METH_FASTCALL,
-     "parse_items(items, start, end, now, buf) -> i: parse check_batch items start.. into buf until the "
-     "first one left to Python (i), or end."},
-    {"decide_items", (PyCFunction)(void (*)(void))eir_fp_decide_items, METH_FASTCALL,
-     "decide_items(buf, queries, start, end, parts, check_one, owner_part, registered_part) -> (owners, "
-     "registered): decide parsed items in order, appending each answer part; check_one(query) answers the "
-     "others."},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyTypeObject FastCheckType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "eir._fastpath.FastCheck",
-    .tp_doc = "The common attach in C: a Decision, or None for the Python path (see eir.engine).",
-    .tp_basicsize = sizeof(FastCheck),
-    .tp_itemsize = 0,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)FastCheck_init,
-    .tp_dealloc = (destructor)FastCheck_dealloc,
-    .tp_vectorcall_offset = offsetof(FastCheck, vectorcall),
-    .tp_call = PyVectorcall_Call,
-    .tp_methods = FastCheck_methods,
-};
-
-static struct PyModuleDef fastpath_module = {
-    PyModuleDef_HEAD_INIT, "eir._fastpath", "Optional C accelerator of the common attach (eir.engine).", -1,
-    eir_fp_parse_methods, NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC
-PyInit__fastpath(void)
+/* The strings and numbers the decision reads attributes and values with (PyInit__fastpath calls it). */
+int
+eir_fp_decide_init(void)
 {
-    if (PyType_Ready(&FastCheckType) < 0 || PyType_Ready(&HistoriesType) < 0 || eir_fp_grace_init() < 0)
-        return NULL;
     s_imei = PyUnicode_InternFromString("imei");
     s_msisdn = PyUnicode_InternFromString("msisdn");
     s_slot = PyUnicode_InternFromString("slot");
@@ -758,33 +532,6 @@ PyInit__fastpath(void)
     Py_XDECREF(sixty_four);
     if (!s_imei || !s_msisdn || !s_slot || !s_time || !s_roamer || !s_last_msisdn || !s_enforced || !py_time_mask
             || !py_key_shift_obj || !py_count_one)
-        return NULL;
-    PyObject *m = PyModule_Create(&fastpath_module);
-    if (m == NULL)
-        return NULL;
-    Py_INCREF(&FastCheckType);
-    if (PyModule_AddObject(m, "FastCheck", (PyObject *)&FastCheckType) < 0) {
-        Py_DECREF(&FastCheckType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    Py_INCREF(&HistoriesType);
-    if (PyModule_AddObject(m, "Histories", (PyObject *)&HistoriesType) < 0) {
-        Py_DECREF(&HistoriesType);
-        Py_DECREF(m);
-        return NULL;
-    }
-    /* eir.engine checks these against eir.state before using the accelerator. */
-    if (PyModule_AddIntConstant(m, "KEY_SHIFT", KEY_SHIFT) < 0 || PyModule_AddIntConstant(m, "SLOT_BITS", SLOT_BITS) < 0
-            || PyModule_AddIntConstant(m, "TIME_BITS", TIME_BITS) < 0
-            || PyModule_AddIntConstant(m, "MAX_FIELD_CHARS", MAX_FIELD_CHARS) < 0
-            || PyModule_AddIntConstant(m, "MAX_SLOT", MAX_SLOT) < 0
-            || PyModule_AddIntConstant(m, "MAX_OBSERVATIONS", MAX_OBSERVATIONS) < 0
-            || PyModule_AddIntConstant(m, "BATCH_ITEM_SIZE", (long)sizeof(BatchItem)) < 0
-            || PyModule_AddObject(m, "MIN_EPOCH", PyLong_FromLongLong(MIN_EPOCH)) < 0
-            || PyModule_AddObject(m, "MAX_EPOCH", PyLong_FromLongLong(MAX_EPOCH)) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
+        return -1;
+    return 0;
 }

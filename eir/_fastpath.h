@@ -1,5 +1,6 @@
-/* Internal header of eir._fastpath (eir/_fastpath.c: the object and the common attach; eir/_fastpath_raw.c:
- * the entry points that take raw values). Not a public API. */
+/* Internal header of eir._fastpath (eir/_fastpath_module.c: the object and the module; eir/_fastpath.c: the
+ * common attach; eir/_fastpath_raw.c: the entry points that take raw values; eir/_fastpath_grace.c: the
+ * restricted subscriber's running grace). Not a public API. */
 #ifndef EIR_FASTPATH_H
 #define EIR_FASTPATH_H
 
@@ -100,6 +101,10 @@ int eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long lo
 /* As eir_fp_decide_common, and with more set also the outcomes with a new Decision (FP_MADE: *made). */
 int eir_fp_decide(FastCheck *self, long long imei, long long sub, long long slot, long long t, int roamer, int more,
                   PyObject **made);
+/* The decision's interned names and numbers, made once at module init (eir/_fastpath.c). */
+int eir_fp_decide_init(void);
+/* fast(q) without an argument tuple: FastCheck's vectorcall (eir/_fastpath.c). */
+PyObject *eir_fp_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames);
 /* eir/_fastpath_grace.c */
 int eir_fp_grace_init(void);
 int eir_fp_restricted_set(FastCheck *self, PyObject *o);

@@ -76,7 +76,7 @@ ht_prefetch(const Histories *t, uint64_t key)
     __builtin_prefetch(&t->cells[ht_slot(t, key)], 1);
 }
 
-static HCell *
+static inline HCell *
 ht_alloc(size_t capacity, int *mapped)
 {
     size_t bytes = capacity * sizeof(HCell);
@@ -94,7 +94,7 @@ ht_alloc(size_t capacity, int *mapped)
     return (HCell *)PyMem_RawCalloc(capacity, sizeof(HCell));
 }
 
-static void
+static inline void
 ht_free(HCell *cells, size_t capacity, int mapped)
 {
     if (cells == NULL)
@@ -108,7 +108,7 @@ ht_free(HCell *cells, size_t capacity, int mapped)
     PyMem_RawFree(cells);
 }
 
-static int
+static inline int
 ht_resize(Histories *t, size_t capacity)
 {
     int mapped;
@@ -135,7 +135,7 @@ ht_resize(Histories *t, size_t capacity)
 }
 
 /* A new key's cell: grows the table first when it would be more than half full. */
-static HCell *
+static inline HCell *
 ht_insert_cell(Histories *t, uint64_t key)
 {
     if ((size_t)(t->used + 1) * 2 > t->mask + 1 && ht_resize(t, (t->mask + 1) * 2) < 0)
@@ -147,7 +147,7 @@ ht_insert_cell(Histories *t, uint64_t key)
 }
 
 /* Empty cell c (linear probing without tombstones: later cells of the run move back into the gap). */
-static void
+static inline void
 ht_remove_cell(Histories *t, HCell *c)
 {
     size_t i = (size_t)(c - t->cells), j = i;
@@ -169,7 +169,7 @@ ht_remove_cell(Histories *t, HCell *c)
 }
 
 /* The table key of a Python key: 1 with *out set, 0 not an IMEI core (an int 0 <= k < 2**63 - 1), -1 error. */
-static int
+static inline int
 ht_key(PyObject *k, uint64_t *out)
 {
     if (!PyLong_Check(k))
@@ -185,7 +185,7 @@ ht_key(PyObject *k, uint64_t *out)
 }
 
 /* The value of a cell as Python sees it (a new reference). */
-static PyObject *
+static inline PyObject *
 ht_value(const HCell *c)
 {
     if (c->count == 0)
@@ -204,7 +204,7 @@ ht_value(const HCell *c)
 }
 
 /* Store v in cell c (whose previous value, if any, the caller has released). */
-static int
+static inline int
 ht_store(Histories *t, HCell *c, PyObject *v)
 {
     if (PyLong_CheckExact(v) && _PyLong_Sign(v) > 0) {
@@ -234,7 +234,7 @@ ht_store(Histories *t, HCell *c, PyObject *v)
     return 0;
 }
 
-static int
+static inline int
 ht_ready(Histories *t)
 {
     if (t->cells == NULL) {
@@ -248,7 +248,7 @@ ht_ready(Histories *t)
 
 /* MemoryState.observe on a table for a packed-range attach (0 < msisdn < 2**50, 0 <= slot < 32): 0 done,
  * 1 leave it to Python (a History, another subscriber, a time beyond 32 bits, a full count), -1 error. */
-static int
+static inline int
 ht_observe(Histories *t, long long imei, long long msisdn, long long slot, long long t_)
 {
     if (ht_ready(t) < 0)
@@ -278,7 +278,7 @@ ht_observe(Histories *t, long long imei, long long msisdn, long long slot, long 
 /* eir.state.observe_history on a History h for the attach (skey, t), when it needs no eviction (the
  * (subscriber, slot) is there, or there is room for it): 0 done, 1 leave it to Python (a full History,
  * a shape eir.state does not make), -1 error. Everything is checked before anything is changed. */
-static int
+static inline int
 history_observe(PyObject *h, uint64_t skey, long long t)
 {
     static PyObject *s_seen, *s_last_time, *s_last_msisdn_h;
@@ -357,7 +357,7 @@ out:
 
 /* MemoryState.observe on a table, whatever the form (packed in place, or a History of history_type
  * updated by history_observe): 0 done, 1 leave it to Python, -1 error. */
-static int
+static inline int
 ht_observe_any(Histories *t, long long imei, long long msisdn, long long slot, long long t_, PyObject *history_type)
 {
     int rc = ht_observe(t, imei, msisdn, slot, t_);

@@ -23,7 +23,7 @@
  * walk, itself several memory reads under virtualisation). MADV_HUGEPAGE lets the kernel use huge pages
  * where the system's THP mode is "madvise"; MADV_COLLAPSE converts the pages already there. Both are
  * hints on memory the caller holds: contents and ownership do not change, and a refusal is ignored. */
-static void
+static inline void
 advise_huge(const void *p, size_t n)
 {
 #if defined(MADV_HUGEPAGE)
@@ -39,7 +39,7 @@ advise_huge(const void *p, size_t n)
 }
 
 /* advise_huge on the memory of a buffer-protocol object (an array.array column). */
-static void
+static inline void
 advise_huge_buffer(PyObject *o)
 {
     Py_buffer v;
@@ -97,7 +97,7 @@ presh_get(const PreshMapObject *m, uint64_t key, uint64_t *value)
 
 /* Whether m can be read with presh_get: a PreshMap of the expected size whose first entries (and a key
  * it does not hold) read the same both ways. 1 yes, 0 no, -1 error. */
-static int
+static inline int
 presh_direct(PyObject *m)
 {
     if (strcmp(Py_TYPE(m)->tp_name, "preshed.maps.PreshMap") != 0
@@ -142,7 +142,7 @@ presh_direct(PyObject *m)
 }
 
 /* The buffer layout of an integer column (array.array of a fixed-size integer type), or size 0. */
-static Column
+static inline Column
 column_of(PyObject *arr)
 {
     Column c = {0, 0};
@@ -164,7 +164,7 @@ column_of(PyObject *arr)
 }
 
 /* array[dev] as a long long (the arrays hold non-negative 64-bit values). */
-static int
+static inline int
 item_ll(PyObject *seq, Py_ssize_t i, long long *out)
 {
     PyObject *v = PySequence_GetItem(seq, i);
@@ -201,7 +201,7 @@ column_item(const Column *col, const char *p)
 
 /* The device's flags and owner: from the columns' buffers, both fetched before either is read (two
  * misses in parallel), or as items when a column is not a plain integer buffer. 0 done, -1 error. */
-static int
+static inline int
 device_cols(PyObject *farr, const Column *fc, PyObject *oarr, const Column *oc, Py_ssize_t dev, long long *flags,
             long long *owner)
 {
@@ -233,7 +233,7 @@ device_cols(PyObject *farr, const Column *fc, PyObject *oarr, const Column *oc, 
 }
 
 /* One integer column's item i (as column_item; by PySequence_GetItem when not a plain buffer). */
-static int
+static inline int
 column_ll(PyObject *arr, const Column *col, Py_ssize_t i, long long *out)
 {
     if (col->size == 0)
