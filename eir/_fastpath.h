@@ -9,6 +9,8 @@
 
 #include "_ident.h"
 
+/* Raised whenever the interface with eir/fastpath.py or eir/state.py changes (eir.native.FASTPATH_ABI). */
+#define EIR_FASTPATH_ABI 1
 #define SLOT_BITS 5
 #define TIME_BITS 32
 #define TIME_MASK 0xFFFFFFFFLL

@@ -253,7 +253,8 @@ PyInit__fastpath(void)
         return NULL;
     }
     /* eir.engine checks these against eir.state before using the accelerator. */
-    if (PyModule_AddIntConstant(m, "KEY_SHIFT", KEY_SHIFT) < 0 || PyModule_AddIntConstant(m, "SLOT_BITS", SLOT_BITS) < 0
+    if (PyModule_AddIntConstant(m, "ABI", EIR_FASTPATH_ABI) < 0
+            || PyModule_AddIntConstant(m, "KEY_SHIFT", KEY_SHIFT) < 0 || PyModule_AddIntConstant(m, "SLOT_BITS", SLOT_BITS) < 0
             || PyModule_AddIntConstant(m, "TIME_BITS", TIME_BITS) < 0
             || PyModule_AddIntConstant(m, "MAX_FIELD_CHARS", MAX_FIELD_CHARS) < 0
             || PyModule_AddIntConstant(m, "MAX_SLOT", MAX_SLOT) < 0

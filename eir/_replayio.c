@@ -444,7 +444,8 @@ PyInit__replayio(void)
         Py_DECREF(m);
         return NULL;
     }
-    if (PyModule_AddIntConstant(m, "MIN_EPOCH", MIN_EPOCH) < 0 || PyModule_AddIntConstant(m, "MAX_EPOCH", MAX_EPOCH) < 0) {
+    if (PyModule_AddIntConstant(m, "ABI", EIR_REPLAYIO_ABI) < 0
+            || PyModule_AddIntConstant(m, "MIN_EPOCH", MIN_EPOCH) < 0 || PyModule_AddIntConstant(m, "MAX_EPOCH", MAX_EPOCH) < 0) {
         Py_DECREF(m);
         return NULL;
     }

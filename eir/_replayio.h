@@ -8,6 +8,8 @@
 
 #include "_ident.h"
 
+/* Raised whenever the interface with eir/replay_fast.py changes (eir.native.REPLAYIO_ABI). */
+#define EIR_REPLAYIO_ABI 1
 #define MAX_WIDTH 64
 #define MAX_FAST_LINE 4096 /* longer lines: the csv module (its field size limit is the reference) */
 #define MAX_REASONS 64

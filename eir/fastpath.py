@@ -24,8 +24,6 @@ caller takes the Python path (tests/test_fastpath_raw.py holds the C parsing to 
 
 from __future__ import annotations
 
-import importlib
-import os
 from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -34,6 +32,7 @@ from eir.decide import ORIGIN_PRE_REGISTRY
 from eir.identifiers import MAX_SLOT
 from eir.index import BLOCKED, CLONED, HAS_OPERATOR_SIMS, HAS_PRE_REGISTRY_USERS, ORIGIN_MASK
 from eir.model import CONST, Decision, GraceKind, Query, Reason
+from eir.native import FASTPATH_ABI, load
 from eir.query import MAX_EPOCH, MAX_FIELD_CHARS, MIN_EPOCH
 from eir.registry import KEY_MIX
 from eir.state import KEY_SHIFT, SLOT_BITS, TIME_BITS, Activation, History, MemoryState, TravelerWindow
@@ -75,21 +74,19 @@ class FastCheck(Protocol):
         of FAST_REASONS."""
 
 
-def _load() -> ModuleType | None:
-    if os.environ.get("EIR_PURE_PYTHON"):
-        return None
-    try:
-        _fastpath = importlib.import_module("eir._fastpath")
-    except ImportError:
-        return None
-    built = (_fastpath.KEY_SHIFT, _fastpath.SLOT_BITS, _fastpath.TIME_BITS, _fastpath.MAX_FIELD_CHARS,
-             _fastpath.MAX_SLOT, _fastpath.MIN_EPOCH, _fastpath.MAX_EPOCH)
+def _load() -> tuple[ModuleType | None, str]:
+    mod, status = load("eir._fastpath", FASTPATH_ABI)
+    if mod is None:
+        return None, status
+    built = (mod.KEY_SHIFT, mod.SLOT_BITS, mod.TIME_BITS, mod.MAX_FIELD_CHARS,
+             mod.MAX_SLOT, mod.MIN_EPOCH, mod.MAX_EPOCH)
     if built != (KEY_SHIFT, SLOT_BITS, TIME_BITS, MAX_FIELD_CHARS, MAX_SLOT, MIN_EPOCH, MAX_EPOCH):
-        return None  # built from another version of the packed history or the request bounds: not usable
-    return _fastpath
+        # built from another version of the packed history or the request bounds: not usable
+        return None, "off: built with other constants (packed history or request bounds): reinstall"
+    return mod, status
 
 
-_MODULE = _load()
+_MODULE, _STATUS = _load()
 #: The outcomes the accelerator decides (shared Decisions: no effects, no deadline), in its order.
 FAST_REASONS: Final = (Reason.OWNER, Reason.REGISTERED, Reason.ROAMER_EXEMPT, Reason.MALFORMED_IMEI)
 #: Bytes per item of the buffer of :meth:`FastCheck.parse_items` (0 without the accelerator).
@@ -99,6 +96,11 @@ BATCH_ITEM_SIZE: int = _MODULE.BATCH_ITEM_SIZE if _MODULE is not None else 0
 def available() -> bool:
     """Whether the C accelerator is built and enabled in this process."""
     return _MODULE is not None
+
+
+def status() -> str:
+    """``"on"``, or why the accelerator is off (for the start-up log)."""
+    return _STATUS
 
 
 def _outcomes(bundle: Bundle, state: MemoryState) -> tuple[Any, ...] | None:

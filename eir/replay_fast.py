@@ -15,9 +15,7 @@ same bytes.
 from __future__ import annotations
 
 import csv
-import importlib
 import io
-import os
 import time as _time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import IO, Any, Final
 
 from eir.engine import Engine
 from eir.model import Decision, Query, Verdict
+from eir.native import REPLAYIO_ABI, load
 from eir.query import MAX_EPOCH, MIN_EPOCH, RequestError, build_query
 from eir.replay import (
     BadRow,
@@ -50,13 +49,8 @@ MAX_COLUMNS: Final = 64
 
 
 def _load() -> ModuleType | None:
-    if os.environ.get("EIR_PURE_PYTHON"):
-        return None
-    try:
-        mod = importlib.import_module("eir._replayio")
-    except ImportError:
-        return None
-    if (mod.MIN_EPOCH, mod.MAX_EPOCH) != (MIN_EPOCH, MAX_EPOCH):
+    mod, _ = load("eir._replayio", REPLAYIO_ABI)
+    if mod is not None and (mod.MIN_EPOCH, mod.MAX_EPOCH) != (MIN_EPOCH, MAX_EPOCH):
         return None  # built from another version of eir.query's range: not usable
     return mod
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol, cast, runtime_checkable
 
+from eir import fastpath
 from eir.config import ServiceConfig
 from eir.control import Control, ControlConfig
 from eir.control_ops import JournalError, replay
@@ -268,7 +269,9 @@ class Service:
         from eir.transports.rpc import RpcServer
 
         cfg = self.config
-        log.info("starting", extra=fields(**cfg.describe()))
+        # Whether the C accelerator runs is part of what the operator must know: off means several times
+        # slower, and the status says why (not built, disabled, a stale build).
+        log.info("starting", extra=fields(**cfg.describe(), accelerator=fastpath.status()))
         if cfg.state is not None and self.durable is None:
             await self._open_store(cfg.state)  # before the listeners: the HTTP app mounts its event feed
         try:

@@ -9,8 +9,6 @@ memory for the synchronous decision, and the store persists every change.
 
 from __future__ import annotations
 
-import importlib
-import os
 import secrets
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
@@ -18,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from eir.events import Event
+from eir.native import FASTPATH_ABI, load
 
 #: Observation history entries kept per IMEI (distinct subscriber+slot pairs, most recent kept).
 MAX_OBSERVATIONS_PER_IMEI: Final = 32
@@ -138,11 +137,8 @@ def pack_history(h: History) -> Observed:
 
 def _histories_table() -> Callable[[], MutableMapping[int, Observed]] | None:
     """The C table of histories (eir/_histable.h) when the accelerator is built and enabled, else None."""
-    if os.environ.get("EIR_PURE_PYTHON"):
-        return None
-    try:
-        mod = importlib.import_module("eir._fastpath")
-    except ImportError:
+    mod, _ = load("eir._fastpath", FASTPATH_ABI)
+    if mod is None:
         return None
     built = (mod.KEY_SHIFT, mod.SLOT_BITS, mod.TIME_BITS, mod.MAX_OBSERVATIONS)
     if built != (KEY_SHIFT, SLOT_BITS, TIME_BITS, MAX_OBSERVATIONS_PER_IMEI):
