@@ -76,20 +76,7 @@ q_attr(FastCheck *self, PyObject *q, int i, PyObject *name)
 static int
 q_ll(FastCheck *self, PyObject *q, int i, PyObject *name, long long *out)
 {
-    PyObject *v = q_attr(self, q, i, name);
-    if (v == NULL)
-        return -1;
-    int rc = 1;
-    if (PyLong_CheckExact(v)) {
-        int overflow = 0;
-        *out = PyLong_AsLongLongAndOverflow(v, &overflow);
-        if (overflow || (*out == -1 && PyErr_Occurred()))
-            PyErr_Clear();
-        else
-            rc = 0;
-    }
-    Py_DECREF(v);
-    return rc;
+    return eir_fp_steal_ll(q_attr(self, q, i, name), out);
 }
 
 /* MemoryState.observe for the packed form: 0 done, 1 leave it to Python, -1 error. */

@@ -21,6 +21,26 @@
 #define MIN_EPOCH 946684800LL
 #define MAX_EPOCH 4102444800LL
 
+/* v as a C long long, consuming the reference: 0 done (*out), 1 not a plain int within 64 bits (left to
+ * Python), -1 v is NULL (the error of the call that made it is set). */
+static inline int
+eir_fp_steal_ll(PyObject *v, long long *out)
+{
+    if (v == NULL)
+        return -1;
+    int rc = 1;
+    if (PyLong_CheckExact(v)) {
+        int overflow = 0;
+        *out = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow || (*out == -1 && PyErr_Occurred()))
+            PyErr_Clear();
+        else
+            rc = 0;
+    }
+    Py_DECREF(v);
+    return rc;
+}
+
 /* A device column (array.array) read through the buffer protocol (eir/_layout.h): item size, signedness. */
 typedef struct {
     int size;   /* 1, 2, 4 or 8; 0: not a buffer of plain integers (read with PySequence_GetItem) */

@@ -102,11 +102,15 @@ parse_raw(FastCheck *self, PyObject *imei, PyObject *msisdn, PyObject *slot, PyO
     return 1;
 }
 
-PyObject *
-eir_fp_check_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *item_query(FastCheck *self, const RawAttach *a);
+
+/* check_raw and decide_raw: parse the raw values and decide; an attach the common case does not cover
+ * gives None, or with want_query the Query build_query would make (nothing recorded then). */
+static PyObject *
+raw_entry(FastCheck *self, PyObject *const *args, Py_ssize_t nargs, const char *usage, int want_query)
 {
     if (nargs < 4 || nargs > 5) {
-        PyErr_SetString(PyExc_TypeError, "check_raw(imei, msisdn, slot, time, imsi=None)");
+        PyErr_SetString(PyExc_TypeError, usage);
         return NULL;
     }
     RawAttach a;
@@ -118,7 +122,15 @@ eir_fp_check_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     if (d == FP_MADE)
         return made;
-    return Py_NewRef(d == FP_DECLINED ? Py_None : self->decisions[d]);
+    if (d == FP_DECLINED)
+        return want_query ? item_query(self, &a) : Py_NewRef(Py_None);
+    return Py_NewRef(self->decisions[d]);
+}
+
+PyObject *
+eir_fp_check_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return raw_entry(self, args, nargs, "check_raw(imei, msisdn, slot, time, imsi=None)", 0);
 }
 
 /* The BatchItem array of a batch's bytearray, checked to hold n items. */
@@ -364,20 +376,7 @@ eir_fp_decide_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
 PyObject *
 eir_fp_decide_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs < 4 || nargs > 5) {
-        PyErr_SetString(PyExc_TypeError, "decide_raw(imei, msisdn, slot, time, imsi=None)");
-        return NULL;
-    }
-    RawAttach a;
-    if (!parse_raw(self, args[0], args[1], args[2], args[3], 0, nargs > 4 ? args[4] : Py_None, &a))
-        return Py_NewRef(Py_None);
-    PyObject *made = NULL;
-    int d = eir_fp_decide(self, a.imei, a.sub, a.slot, a.time, a.roamer, 1, &made);
-    if (d == FP_ERROR)
-        return NULL;
-    if (d == FP_MADE)
-        return made;
-    return d == FP_DECLINED ? item_query(self, &a) : Py_NewRef(self->decisions[d]);
+    return raw_entry(self, args, nargs, "decide_raw(imei, msisdn, slot, time, imsi=None)", 1);
 }
 
 /* --- module-level parsers, for the tests that hold them to eir.identifiers ---------------------------- */

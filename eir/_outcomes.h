@@ -34,19 +34,7 @@ outcomes_ready(void)
 static int
 attr_ll(PyObject *o, PyObject *name, long long *out)
 {
-    PyObject *v = PyObject_GetAttr(o, name);
-    if (v == NULL)
-        return -1;
-    int rc = 1, overflow;
-    if (PyLong_CheckExact(v)) {
-        *out = PyLong_AsLongLongAndOverflow(v, &overflow);
-        if (overflow || (*out == -1 && PyErr_Occurred()))
-            PyErr_Clear();
-        else
-            rc = 0;
-    }
-    Py_DECREF(v);
-    return rc;
+    return eir_fp_steal_ll(PyObject_GetAttr(o, name), out);
 }
 
 /* The time of the mark (kind, subject, sub, deadline) (MemoryState.mark): 1 found (*time), 0 absent,
