@@ -293,18 +293,13 @@ record(FastCheck *self, PyObject *imei_obj, long long imei, long long sub, long 
     return 0;
 }
 
-/* A running traveler allowance (dev < 0: the IMEI is not registered) or activation grace (of device dev)
- * with nothing to emit (eir/_outcomes.h), recorded as Engine.check records it: FP_MADE (the new Decision
- * in self->made), FP_DECLINED or FP_ERROR. */
+/* The end of an outcome that makes a new Decision: rc 1 made (*made), 0 declined, -1 error. A made
+ * outcome is recorded as Engine.check records it and its Decision kept in self->made. Consumes imei_obj.
+ * Returns FP_MADE, FP_DECLINED or FP_ERROR. */
 static int
-made_outcome(FastCheck *self, long long imei, long long sub, long long slot, long long t, int ints, PyObject *q,
-             Py_ssize_t dev)
+take_made(FastCheck *self, int rc, PyObject *made, PyObject *imei_obj, long long imei, long long sub, long long slot,
+          long long t, int ints, PyObject *q)
 {
-    PyObject *imei_obj = PyLong_FromLongLong(imei);
-    if (imei_obj == NULL)
-        return FP_ERROR;
-    PyObject *made = NULL;
-    int rc = dev < 0 ? traveler_outcome(self, imei_obj, imei, sub, t, &made) : activation_outcome(self, dev, sub, t, &made);
     if (rc > 0 && sub != 0 && record(self, imei_obj, imei, sub, slot, t, ints, q) < 0)
         rc = -1;
     Py_DECREF(imei_obj);
@@ -314,6 +309,18 @@ made_outcome(FastCheck *self, long long imei, long long sub, long long slot, lon
     }
     Py_XSETREF(self->made, made);
     return FP_MADE;
+}
+
+/* A running traveler allowance (dev < 0: the IMEI is not registered) or activation grace (of device dev)
+ * with nothing to emit (eir/_outcomes.h), recorded as Engine.check records it: FP_MADE (the new Decision
+ * in self->made), FP_DECLINED or FP_ERROR. Consumes imei_obj. */
+static int
+made_outcome(FastCheck *self, PyObject *imei_obj, long long imei, long long sub, long long slot, long long t, int ints,
+             PyObject *q, Py_ssize_t dev)
+{
+    PyObject *made = NULL;
+    int rc = dev < 0 ? traveler_outcome(self, imei_obj, imei, sub, t, &made) : activation_outcome(self, dev, sub, t, &made);
+    return take_made(self, rc, made, imei_obj, imei, sub, slot, t, ints, q);
 }
 
 /* The common attach, shared by every entry point: eir.decide.decide + Engine.check for the outcomes
@@ -356,7 +363,10 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
     if (code == 0) {
         if (exempt)
             return D_ROAMER;
-        return more ? made_outcome(self, imei, sub, slot, t, ints, q, -1) : FP_DECLINED; /* traveler rules */
+        if (!more)
+            return FP_DECLINED; /* traveler rules */
+        PyObject *imei_obj = PyLong_FromLongLong(imei);
+        return imei_obj == NULL ? FP_ERROR : made_outcome(self, imei_obj, imei, sub, slot, t, ints, q, -1);
     }
     if (code == 1 || (code & 1))
         return FP_DECLINED; /* on the block list */
@@ -413,22 +423,12 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
     if (rc == 0 && restricted) {
         PyObject *made = NULL;
         rc = eir_fp_restricted(self, imei_obj, restricted == 1, flags, owner, sub, t, &made);
-        if (rc > 0 && sub != 0 && record(self, imei_obj, imei, sub, slot, t, ints, q) < 0)
-            rc = -1;
-        Py_DECREF(imei_obj);
-        if (rc <= 0) {
-            Py_XDECREF(made);
-            return rc < 0 ? FP_ERROR : FP_DECLINED;
-        }
-        Py_XSETREF(self->made, made);
-        return FP_MADE;
+        return take_made(self, rc, made, imei_obj, imei, sub, slot, t, ints, q);
     }
     if (rc == 0 && sub != 0)
         rc = has_grace(self, imei_obj, sub);
-    if (rc == 0 && activation) {
-        Py_DECREF(imei_obj);
-        return made_outcome(self, imei, sub, slot, t, ints, q, dev);
-    }
+    if (rc == 0 && activation)
+        return made_outcome(self, imei_obj, imei, sub, slot, t, ints, q, dev);
     if (rc == 0 && sub != 0)
         rc = record(self, imei_obj, imei, sub, slot, t, ints, q);
     Py_DECREF(imei_obj);
