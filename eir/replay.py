@@ -242,22 +242,36 @@ OnBad = Callable[[BadRow], None]
 Parsed = tuple[int, Any, Query]  # line, imei as given, query
 
 
-def parse_rows(rows: Iterator[RawRow | BadRow], engine: Engine, on_bad: OnBad) -> Iterator[Parsed]:
-    """Turn raw rows into queries against the engine's current index and rules."""
+RowParser = Callable[[int, Any, Any, Any, Any, Any], "Query | None"]
+
+
+def row_parser(engine: Engine, on_bad: OnBad, ptime: Callable[[Any], int] | None = None) -> RowParser:
+    """``(n, time, imei, msisdn, slot, imsi)`` -> the row's Query against the engine's current index and
+    rules, or None after reporting it to ``on_bad``. ``ptime`` reads the time (default: a TimeParser)."""
     b = engine.bundle
     index, rules = b.index, b.rules
-    ptime = TimeParser()
+    read_time = ptime if ptime is not None else TimeParser()
+
+    def parse(n: int, t: Any, imei: Any, msisdn: Any, slot: Any, imsi: Any) -> Query | None:
+        try:
+            return build_query(index, rules, read_time(t), imei, msisdn, slot, imsi)
+        except RequestError as e:
+            on_bad(BadRow(n, str(e)))
+            return None
+
+    return parse
+
+
+def parse_rows(rows: Iterator[RawRow | BadRow], engine: Engine, on_bad: OnBad) -> Iterator[Parsed]:
+    """Turn raw rows into queries against the engine's current index and rules."""
+    parse = row_parser(engine, on_bad)
     for row in rows:
         if isinstance(row, BadRow):
             on_bad(row)
             continue
-        n, t, imei, msisdn, slot, imsi = row
-        try:
-            q = build_query(index, rules, ptime(t), imei, msisdn, slot, imsi)
-        except RequestError as e:
-            on_bad(BadRow(n, str(e)))
-            continue
-        yield n, imei, q
+        q = parse(*row)
+        if q is not None:
+            yield row[0], row[2], q
 
 
 def tail_head(reason: Reason) -> str:

@@ -25,7 +25,7 @@ from typing import IO, Any, Final
 from eir.engine import Engine
 from eir.model import Decision, Query, Verdict
 from eir.native import REPLAYIO_ABI, load
-from eir.query import MAX_EPOCH, MIN_EPOCH, RequestError, build_query
+from eir.query import MAX_EPOCH, MIN_EPOCH
 from eir.replay import (
     BadRow,
     Columns,
@@ -40,6 +40,7 @@ from eir.replay import (
     parse_rows,
     read_rows,
     replay,
+    row_parser,
     tail_head,
 )
 
@@ -156,18 +157,14 @@ Row = Callable[[int, Any, Any, Any, Any, Any], "tuple[Query, Decision] | None"]
 
 def _row_function(engine: Engine, on_bad: OnBad) -> Row:
     """One split row -> (query, decision), or None after reporting a bad row (as eir.replay.parse_rows)."""
-    b = engine.bundle
-    index, rules = b.index, b.rules
-    check = engine.check
     ptime = TimeParser()
+    # The C edge hands canonical times over already parsed (epoch seconds, in range).
+    parse = row_parser(engine, on_bad, lambda t: t if t.__class__ is int else ptime(t))
+    check = engine.check
 
     def row(n: int, t: Any, imei: Any, msisdn: Any, slot: Any, imsi: Any) -> tuple[Query, Decision] | None:
-        try:
-            q = build_query(index, rules, t if t.__class__ is int else ptime(t), imei, msisdn, slot, imsi)
-        except RequestError as e:
-            on_bad(BadRow(n, str(e)))
-            return None
-        return q, check(q)
+        q = parse(n, t, imei, msisdn, slot, imsi)
+        return None if q is None else (q, check(q))
 
     return row
 
