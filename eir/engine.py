@@ -26,6 +26,7 @@ from eir.model import (
     Switchback,
     WindowStart,
 )
+from eir.query import build_query, parse_time
 from eir.state import Detection, MemoryState, TravelerWindow
 
 if TYPE_CHECKING:
@@ -106,6 +107,22 @@ class Engine:
         if q.msisdn and not q.roamer and q.imei >= 0:
             st.observe(q.imei, q.msisdn, q.slot, q.time)
         return d
+
+    def check_values(self, now: int, imei: object, msisdn: object, slot: object = None, time: object = None,
+                     imsi: object = None) -> Decision:
+        """Decide one attach from its values as an edge received them (``time`` None: ``now``).
+
+        The accelerator decides the common attach straight from them (no Query); any other is parsed by
+        :func:`eir.query.build_query` - RequestError when a value is unusable - and decided by :meth:`check`.
+        """
+        fast = self._fast
+        if fast is not None:
+            d = fast.check_raw(imei, msisdn, slot, now if time is None else time, imsi)
+            if d is not None:
+                return d
+        b = self.bundle
+        return self.check(build_query(b.index, b.rules, now if time is None else parse_time(time), imei, msisdn,
+                                      slot, imsi))
 
     def _apply(self, q: Query, d: Decision, b: Bundle) -> None:
         st = self.state

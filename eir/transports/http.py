@@ -117,18 +117,11 @@ class Api:
         engine = self.svc.engine
         if engine is None:
             return self._not_ready()
-        now = self.svc.clock()
-        fast = engine.fast
-        # The common attach from the raw values, in C (as the RPC's check); None: the Python path below.
-        d = fast.check_raw(pei, msisdn, None, now, imsi) if fast is not None else None
-        if d is None:
-            b = engine.bundle
-            try:
-                q = build_query(b.index, b.rules, now, pei, msisdn, None, imsi)
-            except RequestError as e:
-                param = {"msisdn": "gpsi", "imsi": "supi"}.get(e.field, e.field)
-                return self._problem(400, "INVALID_QUERY_PARAM", f"{param}: {e.reason}", [(param, e.reason)])
-            d = engine.check(q)
+        try:
+            d = engine.check_values(self.svc.clock(), pei, msisdn, None, None, imsi)
+        except RequestError as e:
+            param = {"msisdn": "gpsi", "imsi": "supi"}.get(e.field, e.field)
+            return self._problem(400, "INVALID_QUERY_PARAM", f"{param}: {e.reason}", [(param, e.reason)])
         self.metrics.decisions[d.reason] += 1
         durable = self.svc.durable
         if durable is not None and durable.needs_barrier(d):

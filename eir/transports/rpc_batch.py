@@ -26,14 +26,19 @@ if TYPE_CHECKING:
     from eir.transports.rpc_codec import RpcEncoder
 
 
-def parse_params(b: Bundle, p: Any, now: int) -> Query:
-    """``[imei, msisdn, slot?, time?, imsi?]`` -> Query (RequestError when unusable)."""
+def item_values(p: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """``[imei, msisdn, slot?, time?, imsi?]`` -> ``(imei, msisdn, slot, time, imsi)``, absent ones None
+    (RequestError when ``p`` is not such a list)."""
     if type(p) is not list or not 2 <= len(p) <= 5:
         raise RequestError("params", type(p).__name__, "expected [imei, msisdn, slot?, time?, imsi?]")
     n = len(p)
-    t = p[3] if n > 3 else None
-    return build_query(b.index, b.rules, now if t is None else parse_time(t), p[0], p[1],
-                       p[2] if n > 2 else None, p[4] if n > 4 else None)
+    return p[0], p[1], p[2] if n > 2 else None, p[3] if n > 3 else None, p[4] if n > 4 else None
+
+
+def parse_params(b: Bundle, p: Any, now: int) -> Query:
+    """``[imei, msisdn, slot?, time?, imsi?]`` -> Query (RequestError when unusable)."""
+    imei, msisdn, slot, t, imsi = item_values(p)
+    return build_query(b.index, b.rules, now if t is None else parse_time(t), imei, msisdn, slot, imsi)
 
 
 class Batch:

@@ -21,10 +21,9 @@ from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, Final, cast
 
-from eir.model import Decision
 from eir.query import RequestError
 from eir.store_schema import StoreError
-from eir.transports.rpc_batch import Batch, parse_params
+from eir.transports.rpc_batch import Batch, item_values
 from eir.transports.rpc_codec import (
     INVALID_PARAMS,
     NOT_READY,
@@ -195,21 +194,11 @@ class RpcConnection(asyncio.Protocol):
             self._error(out, req.msgid, NOT_READY, "no snapshot loaded yet")
             return
         p = req.params
-        fast = engine.fast
-        d: Decision | None = None
-        if fast is not None and type(p) is list and 2 <= len(p) <= 5:
-            # The common attach from the raw values, in C (no Query); None: the Python path below.
-            n = len(p)
-            t = p[3] if n > 3 else None
-            d = fast.check_raw(p[0], p[1], p[2] if n > 2 else None, self.svc.clock() if t is None else t,
-                               p[4] if n > 4 else None)
-        if d is None:
-            try:
-                q = parse_params(engine.bundle, p, self.svc.clock())
-            except RequestError as e:
-                self._error(out, req.msgid, INVALID_PARAMS, f"{e.field}: {e.reason}")
-                return
-            d = engine.check(q)
+        try:
+            d = engine.check_values(self.svc.clock(), *item_values(p))
+        except RequestError as e:
+            self._error(out, req.msgid, INVALID_PARAMS, f"{e.field}: {e.reason}")
+            return
         self.metrics.decisions[d.reason] += 1
         answer = self.enc.ok(req.msgid, self.enc.result(d))
         durable = self.svc.durable
