@@ -435,6 +435,49 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
     return rc < 0 ? FP_ERROR : rc > 0 ? FP_DECLINED : result;
 }
 
+/* A batch's later attach, prefetched while earlier ones are decided (eir_fp_decide_items): its misses then
+ * overlap the work of the attaches before it instead of stalling its own. Stage 1 (well ahead) fetches the
+ * IMEI's map and history cells; stage 2 (nearer) reads the map cell, by then in cache, and fetches the
+ * device's flags and owner. Only hints: nothing is read that decide_core would not read, nothing
+ * changes, and a stale guess costs nothing but the fetch. */
+void
+eir_fp_prefetch(FastCheck *self, long long imei, int stage)
+{
+    if (imei < 0 || self->pmap == NULL)
+        return;
+    unsigned long long mkey = ((unsigned long long)imei + 2ULL) * self->key_mix;
+    const PreshMapStruct *ms = self->pmap->c_map;
+    if (stage == 1) {
+        __builtin_prefetch(&ms->cells[mkey & (ms->length - 1)]);
+        Histories *table = self->table;
+        if (table != NULL && table->cells != NULL)
+            ht_prefetch(table, (uint64_t)imei + 1);
+        return;
+    }
+    uint64_t code;
+    if (mkey <= 1 || !presh_get(self->pmap, mkey, &code) || code <= 1 || (code & 1))
+        return;
+    Py_ssize_t dev = (Py_ssize_t)((code >> 1) - 1);
+    const Column *fc = &self->flags_col, *oc = &self->owner_col;
+    if (fc->size == 0 || oc->size == 0)
+        return;
+    Py_buffer fv, ov;
+    if (PyObject_GetBuffer(self->flags, &fv, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        return;
+    }
+    if (PyObject_GetBuffer(self->owner, &ov, PyBUF_SIMPLE) == 0) {
+        if ((dev + 1) * fc->size <= fv.len && (dev + 1) * oc->size <= ov.len) {
+            __builtin_prefetch((const char *)fv.buf + dev * fc->size);
+            __builtin_prefetch((const char *)ov.buf + dev * oc->size);
+        }
+        PyBuffer_Release(&ov);
+    } else {
+        PyErr_Clear();
+    }
+    PyBuffer_Release(&fv);
+}
+
 /* The common attach for the raw entry points: the shared decisions only (their callers answer those with
  * pre-built replies), never FP_MADE. */
 int

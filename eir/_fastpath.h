@@ -123,6 +123,8 @@ int eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long lo
 /* As eir_fp_decide_common, and with more set also the outcomes with a new Decision (FP_MADE: *made). */
 int eir_fp_decide(FastCheck *self, long long imei, long long sub, long long slot, long long t, int roamer, int more,
                   PyObject **made);
+/* Prefetch a later attach's data (stage 1: map and history cells; 2: the device's columns). */
+void eir_fp_prefetch(FastCheck *self, long long imei, int stage);
 /* The decision's interned names and numbers, made once at module init (eir/_fastpath.c). */
 int eir_fp_decide_init(void);
 /* fast(q) without an argument tuple: FastCheck's vectorcall (eir/_fastpath.c). */
