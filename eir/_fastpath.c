@@ -293,34 +293,66 @@ record(FastCheck *self, PyObject *imei_obj, long long imei, long long sub, long 
     return 0;
 }
 
-/* The end of an outcome that makes a new Decision: rc 1 made (*made), 0 declined, -1 error. A made
- * outcome is recorded as Engine.check records it and its Decision kept in self->made. Consumes imei_obj.
- * Returns FP_MADE, FP_DECLINED or FP_ERROR. */
+void
+eir_fp_made_set(FastCheck *self, PyObject *reason, long long deadline)
+{
+    Py_XSETREF(self->made_reason, Py_NewRef(reason));
+    Py_CLEAR(self->made_shared);
+    self->made_deadline = deadline;
+}
+
+void
+eir_fp_made_set_shared(FastCheck *self, PyObject *decision)
+{
+    Py_CLEAR(self->made_reason);
+    Py_XSETREF(self->made_shared, Py_NewRef(decision));
+    self->made_deadline = -1;
+}
+
+/* The last FP_MADE as a Decision: the shared one, or Decision(reason, deadline). Only the callers that hand
+ * a Decision on build one (Engine.check, check_raw); the RPC batch packs its answer from the fields. */
+PyObject *
+eir_fp_made_decision(FastCheck *self)
+{
+    if (self->made_shared != NULL)
+        return Py_NewRef(self->made_shared);
+    if (self->made_reason == NULL || self->decision_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no outcome made");
+        return NULL;
+    }
+    PyObject *dl = PyLong_FromLongLong(self->made_deadline);
+    if (dl == NULL)
+        return NULL;
+    PyObject *args[2] = {self->made_reason, dl};
+    PyObject *d = PyObject_Vectorcall(self->decision_type, args, 2, NULL);
+    Py_DECREF(dl);
+    return d;
+}
+
+/* The end of an outcome that makes a new Decision: rc 1 made (kept by eir_fp_made_set), 0 declined, -1
+ * error. A made outcome is recorded as Engine.check records it. Consumes imei_obj. Returns FP_MADE,
+ * FP_DECLINED or FP_ERROR. */
 static int
-take_made(FastCheck *self, int rc, PyObject *made, PyObject *imei_obj, long long imei, long long sub, long long slot,
-          long long t, int ints, PyObject *q)
+take_made(FastCheck *self, int rc, PyObject *imei_obj, long long imei, long long sub, long long slot, long long t,
+          int ints, PyObject *q)
 {
     if (rc > 0 && sub != 0 && record(self, imei_obj, imei, sub, slot, t, ints, q) < 0)
         rc = -1;
     Py_DECREF(imei_obj);
-    if (rc <= 0) {
-        Py_XDECREF(made);
+    if (rc <= 0)
         return rc < 0 ? FP_ERROR : FP_DECLINED;
-    }
-    Py_XSETREF(self->made, made);
     return FP_MADE;
 }
 
 /* A running traveler allowance (dev < 0: the IMEI is not registered) or activation grace (of device dev)
  * with nothing to emit (eir/_outcomes.h), recorded as Engine.check records it: FP_MADE (the new Decision
- * in self->made), FP_DECLINED or FP_ERROR. Consumes imei_obj. */
+ * in the made_* fields), FP_DECLINED or FP_ERROR. Consumes imei_obj. */
 static int
 made_outcome(FastCheck *self, PyObject *imei_obj, long long imei, long long sub, long long slot, long long t, int ints,
              PyObject *q, Py_ssize_t dev)
 {
-    PyObject *made = NULL;
-    int rc = dev < 0 ? traveler_outcome(self, imei_obj, imei, sub, t, &made) : activation_outcome(self, dev, sub, t, &made);
-    return take_made(self, rc, made, imei_obj, imei, sub, slot, t, ints, q);
+    int rc = dev < 0 ? traveler_outcome(self, imei_obj, imei, sub, t) : activation_outcome(self, dev, sub, t);
+    return take_made(self, rc, imei_obj, imei, sub, slot, t, ints, q);
 }
 
 /* The common attach, shared by every entry point: eir.decide.decide + Engine.check for the outcomes
@@ -421,9 +453,8 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
         }
     }
     if (rc == 0 && restricted) {
-        PyObject *made = NULL;
-        rc = eir_fp_restricted(self, imei_obj, restricted == 1, flags, owner, sub, t, &made);
-        return take_made(self, rc, made, imei_obj, imei, sub, slot, t, ints, q);
+        rc = eir_fp_restricted(self, imei_obj, restricted == 1, flags, owner, sub, t);
+        return take_made(self, rc, imei_obj, imei, sub, slot, t, ints, q);
     }
     if (rc == 0 && sub != 0)
         rc = has_grace(self, imei_obj, sub);
@@ -487,16 +518,15 @@ eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long s
     return decide_core(self, imei, sub, slot, t, roamer, ints, 0, q);
 }
 
-/* The raw entry points: with more, also the outcomes with a new Decision (FP_MADE: *made, a new reference). */
+/* The raw entry points: with more, also the outcomes with a new Decision (FP_MADE: *made, a new reference,
+ * when made is not NULL; else the outcome stays in the made_* fields for the caller to read). */
 int
 eir_fp_decide(FastCheck *self, long long imei, long long sub, long long slot, long long t, int roamer, int more,
               PyObject **made)
 {
     int d = decide_core(self, imei, sub, slot, t, roamer, 1, more, NULL);
-    if (d == FP_MADE) {
-        *made = self->made;
-        self->made = NULL;
-    }
+    if (d == FP_MADE && made != NULL && (*made = eir_fp_made_decision(self)) == NULL)
+        return FP_ERROR;
     return d;
 }
 
@@ -524,11 +554,8 @@ fast_check(FastCheck *self, PyObject *q)
     int d = decide_core(self, imei, sub, slot, t, is_roamer, rc == 0 && rs == 0, 1, q);
     if (d == FP_ERROR)
         return NULL;
-    if (d == FP_MADE) {
-        PyObject *made = self->made;
-        self->made = NULL;
-        return made;
-    }
+    if (d == FP_MADE)
+        return eir_fp_made_decision(self);
     return Py_NewRef(d == FP_DECLINED ? Py_None : self->decisions[d]);
 }
 

@@ -99,7 +99,11 @@ typedef struct {
     PyObject *offsets, *imeis;  /* Index columns: a device's first IMEI (device_key) */
     Column offsets_col, imeis_col;
     long long reminder_before_s, repeat_deny_s;
-    PyObject *made;             /* the Decision of the last FP_MADE, until fast_check takes it */
+    /* the last FP_MADE outcome, until its caller takes it: its reason and deadline (-1: none), or a shared
+     * Decision (made_shared). The RPC batch packs the answer from these; a Decision object is built only
+     * for a caller that wants one (eir_fp_made_decision). */
+    PyObject *made_reason, *made_shared;
+    long long made_deadline;
     /* the restricted subscriber's running grace (eir/_fastpath_grace.c); grace_kinds NULL: not used */
     PyObject *grace_kinds[2], *grace_reasons[2], *blocked_decisions[2]; /* [0] clone, [1] ownership */
     long long operator_sims_flag, pre_registry_users_flag;
@@ -120,7 +124,8 @@ typedef struct {
 
 int eir_fp_decide_common(FastCheck *self, long long imei, long long sub, long long slot, long long t, int roamer,
                          int ints, PyObject *q);
-/* As eir_fp_decide_common, and with more set also the outcomes with a new Decision (FP_MADE: *made). */
+/* As eir_fp_decide_common, and with more set also the outcomes with a new Decision (FP_MADE: its Decision
+ * in *made when made is not NULL, else left in the FastCheck's made_* fields). */
 int eir_fp_decide(FastCheck *self, long long imei, long long sub, long long slot, long long t, int roamer, int more,
                   PyObject **made);
 /* Prefetch a later attach's data (stage 1: map and history cells; 2: the device's columns). */
@@ -133,7 +138,12 @@ PyObject *eir_fp_vectorcall(PyObject *callable, PyObject *const *args, size_t na
 int eir_fp_grace_init(void);
 int eir_fp_restricted_set(FastCheck *self, PyObject *o);
 int eir_fp_restricted(FastCheck *self, PyObject *imei_obj, int clone, long long flags, long long owner, long long sub,
-                      long long t, PyObject **made);
+                      long long t);
+/* The outcome of an FP_MADE (eir/_fastpath.c): made_set keeps (reason, deadline), made_set_shared a shared
+ * Decision; eir_fp_made_decision returns it as a Decision (a new reference, NULL on error). */
+void eir_fp_made_set(FastCheck *self, PyObject *reason, long long deadline);
+void eir_fp_made_set_shared(FastCheck *self, PyObject *decision);
+PyObject *eir_fp_made_decision(FastCheck *self);
 PyObject *eir_fp_check_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *eir_fp_decide_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *eir_fp_parse_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);

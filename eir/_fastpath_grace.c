@@ -52,12 +52,12 @@ eir_fp_restricted_set(FastCheck *self, PyObject *o)
     return 0;
 }
 
-/* decide's exceptions for a restricted subscriber, and decide._grace: 1 decided (*made: a new reference),
- * 0 left to Python (nothing touched), -1 error. clone: the device is cloned (else: a non-owner where
+/* decide's exceptions for a restricted subscriber, and decide._grace: 1 decided (the outcome kept by
+ * eir_fp_made_set), 0 left to Python (nothing touched), -1 error. clone: the device is cloned (else: a non-owner where
  * non-owners are restricted). */
 int
 eir_fp_restricted(FastCheck *self, PyObject *imei_obj, int clone, long long flags, long long owner, long long sub,
-                  long long t, PyObject **made)
+                  long long t)
 {
     int k = clone ? 0 : 1;
     if (self->grace_kinds[k] == NULL || self->decision_type == NULL)
@@ -68,7 +68,7 @@ eir_fp_restricted(FastCheck *self, PyObject *imei_obj, int clone, long long flag
             && (flags & self->pre_registry_users_flag))
         return 0; /* perhaps a pre-registry user */
     if (sub == 0) {
-        *made = Py_NewRef(self->blocked_decisions[k]); /* an unknown subscriber: no grace to give */
+        eir_fp_made_set_shared(self, self->blocked_decisions[k]); /* an unknown subscriber: no grace to give */
         return 1;
     }
     PyObject *sub_obj = PyLong_FromLongLong(sub);
@@ -85,14 +85,12 @@ eir_fp_restricted(FastCheck *self, PyObject *imei_obj, int clone, long long flag
         return -1;
     int overflow = 0;
     long long deadline = PyLong_CheckExact(dl) ? PyLong_AsLongLongAndOverflow(dl, &overflow) : 0;
-    int plain = PyLong_CheckExact(dl) && !overflow && !(deadline == -1 && PyErr_Occurred());
+    int plain = PyLong_CheckExact(dl) && !overflow && !(deadline == -1 && PyErr_Occurred()) && deadline >= 0;
     PyErr_Clear();
-    if (!plain || t >= deadline
-            || (self->reminder_before_s != 0 && t >= deadline - self->reminder_before_s)) {
-        Py_DECREF(dl);
-        return 0; /* denied (a notice may be due), or a GRACE_REMINDER may be: Python */
-    }
-    *made = PyObject_CallFunctionObjArgs(self->decision_type, self->grace_reasons[k], dl, NULL);
     Py_DECREF(dl);
-    return *made != NULL ? 1 : -1;
+    if (!plain || t >= deadline
+            || (self->reminder_before_s != 0 && t >= deadline - self->reminder_before_s))
+        return 0; /* denied (a notice may be due), or a GRACE_REMINDER may be: Python */
+    eir_fp_made_set(self, self->grace_reasons[k], deadline);
+    return 1;
 }

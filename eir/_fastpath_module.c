@@ -67,7 +67,8 @@ outcomes_clear(FastCheck *self)
     Py_CLEAR(self->r_not_activated);
     Py_CLEAR(self->offsets);
     Py_CLEAR(self->imeis);
-    Py_CLEAR(self->made);
+    Py_CLEAR(self->made_reason);
+    Py_CLEAR(self->made_shared);
 }
 
 /* outcomes=(marks, windows, activations, Decision, TravelerWindow, Activation, TRAVELER_ALLOWANCE,

@@ -223,20 +223,26 @@ static PyObject *s_reason, *s_deadline_attr, *py_one;
 #define PREFETCH_FAR 8
 #define PREFETCH_NEAR 4
 
-/* The packed result of a Decision the accelerator made: the packed map up to its "deadline" key
- * (prefixes[reason]), then the deadline as msgpack.Packer packs an int (the smallest form), or nil; the
- * decision counted in counts[reason]. A new reference, NULL on error (or a deadline of another type). */
+/* The packed result of the outcome the accelerator made (the FastCheck's made_* fields, eir/_fastpath.c):
+ * the packed map up to its "deadline" key (prefixes[reason]), then the deadline as msgpack.Packer packs an
+ * int (the smallest form), or nil; the decision counted in counts[reason]. No Decision object is built
+ * for it (a shared one is read). A new reference, NULL on error (or a deadline of another type). */
 static PyObject *
-made_result(PyObject *made, PyObject *prefixes, PyObject *counts)
+made_result(FastCheck *self, PyObject *prefixes, PyObject *counts)
 {
     if (py_one == NULL && ((s_reason = PyUnicode_InternFromString("reason")) == NULL
                            || (s_deadline_attr = PyUnicode_InternFromString("deadline")) == NULL
                            || (py_one = PyLong_FromLong(1)) == NULL))
         return NULL;
-    PyObject *reason = PyObject_GetAttr(made, s_reason);
-    if (reason == NULL)
+    PyObject *made = self->made_shared;
+    PyObject *reason = made != NULL ? PyObject_GetAttr(made, s_reason) : Py_XNewRef(self->made_reason);
+    if (reason == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "made_parts: no outcome made");
         return NULL;
-    PyObject *out = NULL, *dl = NULL;
+    }
+    PyObject *out = NULL;
+    long long v = self->made_deadline; /* -1: nil */
     PyObject *prefix = PyDict_GetItemWithError(prefixes, reason); /* borrowed */
     if (prefix == NULL || !PyBytes_CheckExact(prefix)) {
         if (!PyErr_Occurred())
@@ -252,22 +258,25 @@ made_result(PyObject *made, PyObject *prefixes, PyObject *counts)
             PyErr_SetString(PyExc_KeyError, "made_parts: no counter for this reason");
         goto done;
     }
-    dl = PyObject_GetAttr(made, s_deadline_attr);
-    if (dl == NULL)
-        goto done;
-    unsigned char tail[9];
-    size_t len;
-    if (dl == Py_None) {
-        tail[0] = 0xc0;
-        len = 1;
-    } else {
+    if (made != NULL) { /* a shared Decision: its deadline */
+        PyObject *dl = PyObject_GetAttr(made, s_deadline_attr);
+        if (dl == NULL)
+            goto done;
         int overflow = 0;
-        long long v = PyLong_CheckExact(dl) ? PyLong_AsLongLongAndOverflow(dl, &overflow) : -1;
-        if (!PyLong_CheckExact(dl) || overflow || v < 0) {
+        v = dl == Py_None ? -1 : PyLong_CheckExact(dl) ? PyLong_AsLongLongAndOverflow(dl, &overflow) : -2;
+        Py_DECREF(dl);
+        if (v < -1 || overflow || (dl != Py_None && v < 0)) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_ValueError, "made_parts: a deadline that is not a non-negative int");
             goto done;
         }
+    }
+    unsigned char tail[9];
+    size_t len;
+    if (v < 0) {
+        tail[0] = 0xc0;
+        len = 1;
+    } else {
         unsigned long long u = (unsigned long long)v;
         if (u < 128) {
             tail[0] = (unsigned char)u;
@@ -287,7 +296,6 @@ made_result(PyObject *made, PyObject *prefixes, PyObject *counts)
         memcpy(PyBytes_AS_STRING(out) + plen, tail, len);
     }
 done:
-    Py_XDECREF(dl);
     Py_DECREF(reason);
     return out;
 }
@@ -329,14 +337,12 @@ eir_fp_decide_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
             eir_fp_prefetch(self, slots[i + PREFETCH_NEAR].a.imei, 2);
         BatchItem it = slots[i];
         if (it.kind != ITEM_PYTHON) {
-            PyObject *made = NULL;
             int d = eir_fp_decide(self, it.a.imei, it.a.sub, it.a.slot, it.a.time, it.kind == ITEM_ROAMER,
-                                  prefixes != NULL, &made);
+                                  prefixes != NULL, NULL);
             if (d == FP_ERROR)
                 return NULL;
             if (d == FP_MADE) {
-                PyObject *part = made_result(made, prefixes, made_counts);
-                Py_DECREF(made);
+                PyObject *part = made_result(self, prefixes, made_counts);
                 int err = part == NULL ? -1 : PyList_Append(parts, part);
                 Py_XDECREF(part);
                 if (err < 0)

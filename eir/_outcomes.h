@@ -4,8 +4,8 @@
  * an open window) and a running activation grace (decide._activation: ACTIVATION_GRACE / NOT_ACTIVATED
  * of an unowned device with one) are decided here when they emit nothing: the window or activation exists
  * and the notice they could emit is not due (its de-duplication mark says so). Their Decision is a new
- * one (it carries the deadline). Anything that would start a window or a grace, or emit a notice, is
- * left to Python (return 0), as is any value not of the form eir.state makes. Only the Query entry point
+ * one (it carries the deadline), kept as (reason, deadline) by eir_fp_made_set until a caller wants it.
+ * Anything that would start a window or a grace, or emit a notice, is left to Python (return 0), as is any value not of the form eir.state makes. Only the Query entry point
  * (Engine.check) uses them; the raw entry points keep to the shared OWNER / REGISTERED decisions.
  */
 #ifndef EIR_OUTCOMES_H
@@ -84,22 +84,10 @@ deny_due(FastCheck *self, PyObject *kind, long long subject, long long sub, long
     return found != 1 || t - last >= self->repeat_deny_s;
 }
 
-/* Decision(reason, deadline) (a new reference). */
-static PyObject *
-deadline_decision(FastCheck *self, PyObject *reason, long long deadline)
-{
-    PyObject *dl = PyLong_FromLongLong(deadline);
-    if (dl == NULL)
-        return NULL;
-    PyObject *d = PyObject_CallFunctionObjArgs(self->decision_type, reason, dl, NULL);
-    Py_DECREF(dl);
-    return d;
-}
-
-/* decide._traveler for an IMEI with an open window and nothing to emit: 1 decided (*out, new), 0 not
+/* decide._traveler for an IMEI with an open window and nothing to emit: 1 decided (eir_fp_made_set), 0 not
  * (Python), -1 error. */
 static int
-traveler_outcome(FastCheck *self, PyObject *imei_obj, long long imei, long long sub, long long t, PyObject **out)
+traveler_outcome(FastCheck *self, PyObject *imei_obj, long long imei, long long sub, long long t)
 {
     if (outcomes_ready() < 0)
         return -1;
@@ -109,7 +97,7 @@ traveler_outcome(FastCheck *self, PyObject *imei_obj, long long imei, long long 
     if (!Py_IS_TYPE(w, (PyTypeObject *)self->window_type))
         return 0;
     Py_INCREF(w);
-    long long period_end, deadline;
+    long long period_end = 0, deadline = -1;
     int rc = attr_ll(w, s_period_end, &period_end);
     if (rc == 0)
         rc = attr_ll(w, s_deadline, &deadline);
@@ -128,8 +116,10 @@ traveler_outcome(FastCheck *self, PyObject *imei_obj, long long imei, long long 
     }
     if (rc != 0)
         return rc < 0 ? -1 : 0;
-    *out = deadline_decision(self, reason, deadline);
-    return *out == NULL ? -1 : 1;
+    if (deadline < 0)
+        return 0; /* not a deadline eir.state makes: Python */
+    eir_fp_made_set(self, reason, deadline);
+    return 1;
 }
 
 /* Index.device_key(dev): 0 (*key), 1 not readable here, -1 error. */
@@ -153,14 +143,14 @@ device_key(FastCheck *self, Py_ssize_t dev, long long *key)
     return column_ll(self->imeis, &self->imeis_col, (Py_ssize_t)off, key) < 0 ? -1 : 0;
 }
 
-/* decide._activation for a device with a running activation grace and nothing to emit: 1 decided (*out,
- * new), 0 not (Python), -1 error. */
+/* decide._activation for a device with a running activation grace and nothing to emit: 1 decided
+ * (eir_fp_made_set), 0 not (Python), -1 error. */
 static int
-activation_outcome(FastCheck *self, Py_ssize_t dev, long long sub, long long t, PyObject **out)
+activation_outcome(FastCheck *self, Py_ssize_t dev, long long sub, long long t)
 {
     if (outcomes_ready() < 0)
         return -1;
-    long long dkey, deadline;
+    long long dkey = 0, deadline = -1;
     int rc = device_key(self, dev, &dkey);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
@@ -194,8 +184,10 @@ activation_outcome(FastCheck *self, Py_ssize_t dev, long long sub, long long t, 
     }
     if (rc != 0)
         return rc < 0 ? -1 : 0;
-    *out = deadline_decision(self, reason, deadline);
-    return *out == NULL ? -1 : 1;
+    if (deadline < 0)
+        return 0; /* not a deadline eir.state makes: Python */
+    eir_fp_made_set(self, reason, deadline);
+    return 1;
 }
 
 #endif /* EIR_OUTCOMES_H */
