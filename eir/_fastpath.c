@@ -21,6 +21,7 @@
 
 #include "_fastpath.h"
 
+#include "_allowed.h"
 #include "_histable.h"
 #include "_layout.h"
 #include "_outcomes.h"
@@ -355,15 +356,40 @@ made_outcome(FastCheck *self, PyObject *imei_obj, long long imei, long long sub,
     return take_made(self, rc, imei_obj, imei, sub, slot, t, ints, q);
 }
 
+/* decide._blocked (rule 2) when it emits nothing - no subscriber, or one whose BLACKLISTED_DEVICE_SEEN was
+ * sent already - recorded as Engine.check records it (a roamer is not): D_BLACKLISTED, FP_DECLINED (the
+ * notice may be due: Python) or FP_ERROR. */
+static int
+blocked_outcome(FastCheck *self, long long imei, long long sub, long long slot, long long t, int roamer, int ints,
+                PyObject *q)
+{
+    if (sub == 0)
+        return D_BLACKLISTED;
+    int rc = blocked_seen(self, imei, sub);
+    if (rc <= 0)
+        return rc < 0 ? FP_ERROR : FP_DECLINED;
+    if (roamer)
+        return D_BLACKLISTED;
+    PyObject *imei_obj = PyLong_FromLongLong(imei);
+    if (imei_obj == NULL)
+        return FP_ERROR;
+    rc = record(self, imei_obj, imei, sub, slot, t, ints, q);
+    Py_DECREF(imei_obj);
+    return rc < 0 ? FP_ERROR : D_BLACKLISTED;
+}
+
 /* The common attach, shared by every entry point: eir.decide.decide + Engine.check for the outcomes
  * without effects or deadline - a malformed IMEI; an exempt roamer on a device that is not blocked; a
- * registered device (not blocked) attached by its owner, even when cloned or detected; attached by anyone
- * when non-owners are unrestricted and the device is neither cloned nor detected nor possibly switched
- * back to; an unowned pre-registry device - in each case only when the subscriber holds no grace on the
- * IMEI. imei is the core (-1 malformed), sub the MSISDN (0: an unknown subscriber). With ints set, slot
- * and t are the attach's slot and time; without (a Query whose slot or time is not a plain int), q's own
- * attributes are recorded. Returns the outcome (D_*: the attach recorded as Engine.check records it),
- * FP_DECLINED (nothing touched) or FP_ERROR.
+ * blocked device that emits nothing (blocked_outcome); a registered device (not blocked) attached by its
+ * owner, even when cloned or detected; attached by anyone when non-owners are unrestricted and the device
+ * is neither cloned nor detected nor possibly switched back to; an unowned pre-registry device; a
+ * restricted subscriber who is one of decide's exceptions (eir/_allowed.h: an operator SIM, a
+ * pre-registry user) - in each case but the blocked one only when the subscriber holds no grace on the
+ * IMEI (decide._allowed would drop it). imei is the core (-1 malformed), sub the MSISDN (0: an unknown
+ * subscriber). With ints set, slot and t are the attach's slot and time; without (a Query whose slot or
+ * time is not a plain int), q's own attributes are recorded. Returns the outcome (D_*: the attach
+ * recorded as Engine.check records it), FP_DECLINED (nothing touched) or FP_ERROR; with more (and the
+ * outcomes configured) also FP_MADE, an outcome with a deadline (eir/_outcomes.h, eir/_fastpath_grace.c).
  *
  * On a registry of a million devices the attach is bound by cache misses, not by work: the IMEI's map
  * cell, its history cell and the device's flags and owner are each a miss. The map and history cells
@@ -374,13 +400,11 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
             int more, PyObject *q)
 {
     long long code, flags, owner;
-    int result, activation = 0, restricted = 0; /* restricted: 1 clone, 2 ownership (eir/_fastpath_grace.c) */
+    int result = FP_MADE, activation = 0, restricted = 0; /* restricted: 1 clone, 2 ownership */
     more = more && self->marks != NULL;
     if (imei < 0)
         return D_MALFORMED; /* not recorded */
     int exempt = roamer && self->roamers_exempt;
-    if (roamer && !exempt)
-        return FP_DECLINED;
     Histories *table = self->table;
     if (table != NULL && table->cells != NULL && !roamer)
         ht_prefetch(table, (uint64_t)imei + 1);
@@ -395,45 +419,42 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
     if (code == 0) {
         if (exempt)
             return D_ROAMER;
-        if (!more)
+        if (roamer || !more)
             return FP_DECLINED; /* traveler rules */
         PyObject *imei_obj = PyLong_FromLongLong(imei);
         return imei_obj == NULL ? FP_ERROR : made_outcome(self, imei_obj, imei, sub, slot, t, ints, q, -1);
     }
-    if (code == 1 || (code & 1))
-        return FP_DECLINED; /* on the block list */
+    if (code & 1)
+        return blocked_outcome(self, imei, sub, slot, t, roamer, ints, q); /* on the block list */
     Py_ssize_t dev = (Py_ssize_t)((code >> 1) - 1);
     if (device_cols(self->flags, &self->flags_col, self->owner, &self->owner_col, dev, &flags, &owner) < 0)
         return FP_ERROR;
     if (flags & self->blocked_flag)
-        return FP_DECLINED;
-    if (exempt)
-        return D_ROAMER; /* not recorded: a roamer */
+        return blocked_outcome(self, imei, sub, slot, t, roamer, ints, q);
+    if (roamer)
+        return exempt ? D_ROAMER : FP_DECLINED; /* an exempt roamer is not recorded */
     int cloned = (flags & self->cloned_flag) != 0;
     if (cloned) {
         if (sub != 0 && sub == owner)
             result = D_OWNER;
-        else if (more)
-            restricted = 1, result = FP_MADE; /* the clone grace, after the checks below */
         else
-            return FP_DECLINED; /* operator SIMs, pre-registry users, clone grace */
+            restricted = 1; /* an exception, or the clone grace, after the checks below */
     } else if (owner != 0) {
         if (sub == owner)
             result = D_OWNER;
         else if (!self->restrict_non_owner)
             result = D_REGISTERED;
-        else if (more)
-            restricted = 2, result = FP_MADE; /* the ownership grace, after the checks below */
         else
-            return FP_DECLINED; /* operator SIMs, ownership grace */
+            restricted = 2; /* an exception, or the ownership grace, after the checks below */
     } else if (self->origin_mask != 0 && (flags & self->origin_mask) == self->pre_registry) {
         result = D_REGISTERED; /* unowned pre-registry device */
     } else if (more) {
         activation = 1; /* unowned: a running activation grace, after the checks below */
-        result = FP_MADE;
     } else {
         return FP_DECLINED; /* unowned: activation rules */
     }
+    if (restricted && !more && (sub == 0 || !(flags & (self->operator_sims_flag | self->pre_registry_users_flag))))
+        return FP_DECLINED; /* no exception can apply: the grace rules */
     PyObject *imei_obj = PyLong_FromLongLong(imei);
     if (imei_obj == NULL)
         return FP_ERROR;
@@ -443,18 +464,26 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
         rc = is_detected(self, imei_obj);
         if (rc > 0) {
             /* cloned after all: the owner is allowed, anyone else restricted */
-            activation = 0;
+            activation = 0, rc = 0;
             if (sub != 0 && sub == owner)
-                rc = 0, restricted = 0, result = D_OWNER;
+                restricted = 0, result = D_OWNER;
             else
-                rc = more ? 0 : 1, restricted = 1, result = FP_MADE;
+                restricted = 1, result = FP_MADE;
         } else if (rc == 0 && self->clone_detect && sub != 0) {
             rc = may_switch_back(self, imei_obj, imei, sub);
         }
     }
     if (rc == 0 && restricted) {
-        rc = eir_fp_restricted(self, imei_obj, restricted == 1, flags, owner, sub, t);
-        return take_made(self, rc, imei_obj, imei, sub, slot, t, ints, q);
+        int d = FP_MADE;
+        rc = restricted_exception(self, restricted == 1, dev, flags, owner, sub, slot, ints, &d);
+        if (rc == 1) {
+            restricted = 0, result = d, rc = 0; /* ALLOW as decide._allowed: no grace held, checked below */
+        } else if (rc == 0 && more) {
+            rc = eir_fp_restricted(self, imei_obj, restricted == 1, sub, t);
+            return take_made(self, rc, imei_obj, imei, sub, slot, t, ints, q);
+        } else if (rc >= 0) {
+            rc = 1; /* the grace rules without the outcomes, or undecidable here: Python */
+        }
     }
     if (rc == 0 && sub != 0)
         rc = has_grace(self, imei_obj, sub);

@@ -10,7 +10,7 @@
 #include "_ident.h"
 
 /* Raised whenever the interface with eir/fastpath.py or eir/state.py changes (eir.native.FASTPATH_ABI). */
-#define EIR_FASTPATH_ABI 1
+#define EIR_FASTPATH_ABI 2
 #define SLOT_BITS 5
 #define TIME_BITS 32
 #define TIME_MASK 0xFFFFFFFFLL
@@ -50,9 +50,9 @@ typedef struct {
 struct eir_presh_map;   /* preshed's PreshMap object, read in place (eir/_layout.h) */
 struct eir_histories;   /* the C table of histories (eir/_histable.h) */
 
-/* The outcomes decided here (eir.fastpath.FAST_REASONS, in this order), and what eir_fp_decide_common
- * answers otherwise. */
-enum { D_OWNER, D_REGISTERED, D_ROAMER, D_MALFORMED, D_COUNT };
+/* The outcomes decided here with a shared Decision (eir.fastpath.FAST_REASONS, in this order), and what
+ * eir_fp_decide_common answers otherwise. */
+enum { D_OWNER, D_REGISTERED, D_ROAMER, D_MALFORMED, D_OPERATOR_SIM, D_PRE_REGISTRY_USER, D_BLACKLISTED, D_COUNT };
 #define FP_DECLINED (-1) /* not decided here, nothing touched: the Python path decides */
 #define FP_ERROR (-2)    /* a Python exception is set */
 #define FP_MADE (-3)     /* decided with a new Decision (a deadline), left in FastCheck.made (eir/_outcomes.h) */
@@ -106,6 +106,10 @@ typedef struct {
     long long made_deadline;
     /* the restricted subscriber's running grace (eir/_fastpath_grace.c); grace_kinds NULL: not used */
     PyObject *grace_kinds[2], *grace_reasons[2], *blocked_decisions[2]; /* [0] clone, [1] ownership */
+    /* a restricted subscriber's exceptions (eir/_allowed.h); opsims NULL: not used (such attaches declined) */
+    PyObject *opsims;                    /* Index._opsims: device -> operator SIM MSISDN per slot - 1 */
+    PyObject *prereg_dev, *prereg_msisdn; /* Index columns: pre-registry users sorted by (device, MSISDN) */
+    Column prereg_dev_col, prereg_msisdn_col;
     long long operator_sims_flag, pre_registry_users_flag;
 } FastCheck;
 
@@ -137,8 +141,7 @@ PyObject *eir_fp_vectorcall(PyObject *callable, PyObject *const *args, size_t na
 /* eir/_fastpath_grace.c */
 int eir_fp_grace_init(void);
 int eir_fp_restricted_set(FastCheck *self, PyObject *o);
-int eir_fp_restricted(FastCheck *self, PyObject *imei_obj, int clone, long long flags, long long owner, long long sub,
-                      long long t);
+int eir_fp_restricted(FastCheck *self, PyObject *imei_obj, int clone, long long sub, long long t);
 /* The outcome of an FP_MADE (eir/_fastpath.c): made_set keeps (reason, deadline), made_set_shared a shared
  * Decision; eir_fp_made_decision returns it as a Decision (a new reference, NULL on error). */
 void eir_fp_made_set(FastCheck *self, PyObject *reason, long long deadline);

@@ -6,8 +6,8 @@
  * the state holds and change nothing but the history: those are decided here (a new Decision, handed
  * over as eir/_outcomes.h's are: FP_MADE), as is the DENY of an unknown subscriber (no grace to give).
  * Anything that starts a grace, may emit a notice (a reminder that may be due) or denies after the
- * deadline is left to Python (0) before anything is touched. eir_fp_decide_common calls it where decide
- * calls _grace, after decide's operator-SIM and pre-registry-user exceptions, which are left to Python.
+ * deadline is left to Python (0) before anything is touched. decide_core calls it where decide calls
+ * _grace, after decide's operator-SIM and pre-registry-user exceptions (eir/_allowed.h) found none.
  */
 #include "_fastpath.h"
 
@@ -21,7 +21,7 @@ eir_fp_grace_init(void)
 }
 
 /* restricted=(GraceKind.CLONE, GraceKind.OWNERSHIP, Reason.CLONE_GRACE, Reason.OWNERSHIP_GRACE,
- * CONST[CLONE_BLOCKED], CONST[OWNERSHIP_BLOCKED], HAS_OPERATOR_SIMS, HAS_PRE_REGISTRY_USERS), or None. */
+ * CONST[CLONE_BLOCKED], CONST[OWNERSHIP_BLOCKED]), or None. */
 int
 eir_fp_restricted_set(FastCheck *self, PyObject *o)
 {
@@ -30,43 +30,29 @@ eir_fp_restricted_set(FastCheck *self, PyObject *o)
         Py_CLEAR(self->grace_reasons[k]);
         Py_CLEAR(self->blocked_decisions[k]);
     }
-    self->operator_sims_flag = self->pre_registry_users_flag = 0;
     if (o == Py_None)
         return 0;
     PyObject *kc, *ko, *rc, *ro, *bc, *bo;
-    long long ops, pre_users;
-    if (!PyArg_ParseTuple(o, "OOOOOOLL;restricted", &kc, &ko, &rc, &ro, &bc, &bo, &ops, &pre_users))
+    if (!PyArg_ParseTuple(o, "OOOOOO;restricted", &kc, &ko, &rc, &ro, &bc, &bo))
         return -1;
-    if (ops == 0 || pre_users == 0) {
-        PyErr_SetString(PyExc_ValueError, "restricted: device flags must be non-zero");
-        return -1;
-    }
     self->grace_kinds[0] = Py_NewRef(kc);
     self->grace_kinds[1] = Py_NewRef(ko);
     self->grace_reasons[0] = Py_NewRef(rc);
     self->grace_reasons[1] = Py_NewRef(ro);
     self->blocked_decisions[0] = Py_NewRef(bc);
     self->blocked_decisions[1] = Py_NewRef(bo);
-    self->operator_sims_flag = ops;
-    self->pre_registry_users_flag = pre_users;
     return 0;
 }
 
-/* decide's exceptions for a restricted subscriber, and decide._grace: 1 decided (the outcome kept by
- * eir_fp_made_set), 0 left to Python (nothing touched), -1 error. clone: the device is cloned (else: a non-owner where
- * non-owners are restricted). */
+/* decide._grace for a restricted subscriber who is none of decide's exceptions: 1 decided (the outcome
+ * kept by eir_fp_made_set), 0 left to Python (nothing touched), -1 error. clone: the device is cloned (else:
+ * a non-owner where non-owners are restricted). */
 int
-eir_fp_restricted(FastCheck *self, PyObject *imei_obj, int clone, long long flags, long long owner, long long sub,
-                  long long t)
+eir_fp_restricted(FastCheck *self, PyObject *imei_obj, int clone, long long sub, long long t)
 {
     int k = clone ? 0 : 1;
     if (self->grace_kinds[k] == NULL || self->decision_type == NULL)
         return 0; /* not configured (no restricted=, or no outcomes=) */
-    if (sub != 0 && (flags & self->operator_sims_flag))
-        return 0; /* perhaps one of the device's operator SIMs */
-    if (clone && sub != 0 && owner == 0 && self->origin_mask != 0 && (flags & self->origin_mask) == self->pre_registry
-            && (flags & self->pre_registry_users_flag))
-        return 0; /* perhaps a pre-registry user */
     if (sub == 0) {
         eir_fp_made_set_shared(self, self->blocked_decisions[k]); /* an unknown subscriber: no grace to give */
         return 1;

@@ -10,6 +10,7 @@
 #include "_layout.h"
 
 static void outcomes_clear(FastCheck *self);
+static void exceptions_clear(FastCheck *self);
 
 static void
 FastCheck_dealloc(FastCheck *self)
@@ -29,6 +30,7 @@ FastCheck_dealloc(FastCheck *self)
     Py_XDECREF(self->history_type);
     outcomes_clear(self);
     eir_fp_restricted_set(self, Py_None);
+    exceptions_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -108,6 +110,42 @@ outcomes_set(FastCheck *self, PyObject *o)
     return 0;
 }
 
+static void
+exceptions_clear(FastCheck *self)
+{
+    Py_CLEAR(self->opsims);
+    Py_CLEAR(self->prereg_dev);
+    Py_CLEAR(self->prereg_msisdn);
+    self->operator_sims_flag = self->pre_registry_users_flag = 0;
+}
+
+/* exceptions=(Index._opsims, the prereg_dev column, the prereg_msisdn column, HAS_OPERATOR_SIMS,
+ * HAS_PRE_REGISTRY_USERS) (eir.index.Index.exception_data), or None (eir/_allowed.h: every restricted
+ * subscriber who might be an exception is left to Python). */
+static int
+exceptions_set(FastCheck *self, PyObject *o)
+{
+    exceptions_clear(self);
+    if (o == Py_None)
+        return 0;
+    PyObject *opsims, *dev, *msisdn;
+    long long ops, pre_users;
+    if (!PyArg_ParseTuple(o, "O!OOLL;exceptions", &PyDict_Type, &opsims, &dev, &msisdn, &ops, &pre_users))
+        return -1;
+    if (ops == 0 || pre_users == 0) {
+        PyErr_SetString(PyExc_ValueError, "exceptions: device flags must be non-zero");
+        return -1;
+    }
+    self->opsims = Py_NewRef(opsims);
+    self->prereg_dev = Py_NewRef(dev);
+    self->prereg_msisdn = Py_NewRef(msisdn);
+    self->prereg_dev_col = column_of(dev);
+    self->prereg_msisdn_col = column_of(msisdn);
+    self->operator_sims_flag = ops;
+    self->pre_registry_users_flag = pre_users;
+    return 0;
+}
+
 static int
 FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
 {
@@ -115,7 +153,8 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
                              "observe", "memory_observe", "decisions", "blocked_flag", "cloned_flag", "key_mix",
                              "restrict_non_owner", "clone_detect", "roamers_exempt", "deny_invalid_check_digit",
                              "deny_test_imeis", "country_code", "national_mobile_length", "query_type",
-                             "origin_mask", "pre_registry_origin", "history_type", "outcomes", "restricted", NULL};
+                             "origin_mask", "pre_registry_origin", "history_type", "outcomes", "restricted",
+                             "exceptions", NULL};
     PyObject *imei_map, *flags, *owner, *histories, *detections, *grace_imeis, *graces, *observe, *memory_observe;
     PyObject *decisions, *query_type = Py_None;
     long long blocked, cloned;
@@ -124,16 +163,17 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
     const char *cc = "98";
     Py_ssize_t cc_len = 2, nml = 10;
     long long origin_mask = 0, pre_registry = 0;
-    PyObject *history_type = NULL, *outcomes = Py_None, *restricted = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO!O!O!OOO!LLKppp|pps#nOLLO!OO", kwlist, &imei_map, &flags,
+    PyObject *history_type = NULL, *outcomes = Py_None, *restricted = Py_None, *exceptions = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO!O!O!OOO!LLKppp|pps#nOLLO!OOO", kwlist, &imei_map, &flags,
                                      &owner, &histories, &PyDict_Type, &detections, &PyDict_Type, &grace_imeis,
                                      &PyDict_Type, &graces, &observe, &memory_observe, &PyTuple_Type, &decisions,
                                      &blocked, &cloned, &key_mix, &restrict_non_owner, &clone_detect,
                                      &roamers_exempt, &deny_check, &deny_test, &cc, &cc_len, &nml, &query_type,
                                      &origin_mask, &pre_registry, &PyType_Type, &history_type, &outcomes,
-                                     &restricted))
+                                     &restricted, &exceptions))
         return -1;
-    if (outcomes_set(self, outcomes) < 0 || eir_fp_restricted_set(self, restricted) < 0)
+    if (outcomes_set(self, outcomes) < 0 || eir_fp_restricted_set(self, restricted) < 0
+            || exceptions_set(self, exceptions) < 0)
         return -1;
     if (PyTuple_GET_SIZE(decisions) != D_COUNT) {
         PyErr_SetString(PyExc_ValueError, "decisions: one per eir.fastpath.FAST_REASONS");
@@ -206,9 +246,9 @@ static PyMethodDef FastCheck_methods[] = {
      "parse_items(items, start, end, now, buf) -> i: parse check_batch items start.. into buf until the "
      "first one left to Python (i), or end."},
     {"decide_items", (PyCFunction)(void (*)(void))eir_fp_decide_items, METH_FASTCALL,
-     "decide_items(buf, queries, start, end, parts, check_one, owner_part, registered_part) -> (owners, "
-     "registered): decide parsed items in order, appending each answer part; check_one(query) answers the "
-     "others."},
+     "decide_items(buf, queries, start, end, parts, check_one, fast_parts, made_parts) -> counts: decide "
+     "parsed items in order, appending each answer part (fast_parts[k] for FAST_REASONS[k]); check_one(query) "
+     "answers the others."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -12,6 +12,10 @@ is set, or its constants do not match :mod:`eir.state` / :mod:`eir.query`, there
 every attach takes the Python path. tests/test_fastpath.py checks that both paths give the same
 decisions, events and state.
 
+It also decides, with their shared Decisions, decide's exceptions for a restricted subscriber (an operator
+SIM: OPERATOR_SIM; a pre-registry user of a cloned pre-registry device: PRE_REGISTRY_USER) and a blocked
+device whose BLACKLISTED_DEVICE_SEEN notice was sent already (BLACKLISTED) - eir/_allowed.h.
+
 Called with a Query (Engine.check), it also decides a running traveler allowance or activation grace
 whose notice is not due (eir/_outcomes.h: TRAVELER_ALLOWANCE, ALLOWANCE_EXPIRED, ACTIVATION_GRACE,
 NOT_ACTIVATED with their deadline, a new Decision each; another ~7% of the demo mix).
@@ -88,7 +92,8 @@ def _load() -> tuple[ModuleType | None, str]:
 
 _MODULE, _STATUS = _load()
 #: The outcomes the accelerator decides (shared Decisions: no effects, no deadline), in its order.
-FAST_REASONS: Final = (Reason.OWNER, Reason.REGISTERED, Reason.ROAMER_EXEMPT, Reason.MALFORMED_IMEI)
+FAST_REASONS: Final = (Reason.OWNER, Reason.REGISTERED, Reason.ROAMER_EXEMPT, Reason.MALFORMED_IMEI,
+                       Reason.OPERATOR_SIM, Reason.PRE_REGISTRY_USER, Reason.BLACKLISTED)
 #: Bytes per item of the buffer of :meth:`FastCheck.parse_items` (0 without the accelerator).
 BATCH_ITEM_SIZE: int = _MODULE.BATCH_ITEM_SIZE if _MODULE is not None else 0
 
@@ -135,6 +140,6 @@ def accelerator(bundle: Bundle, state: MemoryState) -> FastCheck | None:
         national_mobile_length=r.plan.national_mobile_length, query_type=Query, origin_mask=ORIGIN_MASK,
         pre_registry_origin=ORIGIN_PRE_REGISTRY, history_type=History, outcomes=_outcomes(bundle, state),
         restricted=(GraceKind.CLONE, GraceKind.OWNERSHIP, Reason.CLONE_GRACE, Reason.OWNERSHIP_GRACE,
-                    CONST[Reason.CLONE_BLOCKED], CONST[Reason.OWNERSHIP_BLOCKED], HAS_OPERATOR_SIMS,
-                    HAS_PRE_REGISTRY_USERS))
+                    CONST[Reason.CLONE_BLOCKED], CONST[Reason.OWNERSHIP_BLOCKED]),
+        exceptions=(*idx.exception_data(), HAS_OPERATOR_SIMS, HAS_PRE_REGISTRY_USERS))
     return fast

@@ -216,6 +216,12 @@ class Index:
         written through."""
         return self._offsets, self._imeis, self._ov_imeis
 
+    def exception_data(self) -> tuple[dict[int, tuple[int, ...]], array[int], array[int]]:
+        """What :meth:`operator_sim` and :meth:`is_pre_registry_user` read (the operator SIMs, which the
+        control plane changes in place, and the pre-registry users' columns), for the C accelerator
+        (eir/_allowed.h), which reads them as those methods do. Never to be written through."""
+        return self._opsims, self._prereg_dev, self._prereg_msisdn
+
     def device_of(self, core: int) -> int:
         """The device id of an IMEI core, or -1."""
         return (self.lookup(core) >> 1) - 1

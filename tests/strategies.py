@@ -44,7 +44,8 @@ POOL_CORES = [35693803100000 + n for n in range(1, 9)]
 
 @st.composite
 def small_registries(draw: st.DrawFn) -> list[dict[str, Any]]:
-    """A registry over a fixed pool of IMEIs and subscribers: owners, clones, pre-registry, blocks."""
+    """A registry over a fixed pool of IMEIs and subscribers: owners, clones, operator SIMs, pre-registry
+    users (on cloned devices too), device blocks and block-list entries (on and off devices)."""
     records: list[dict[str, Any]] = []
     cores = list(POOL_CORES)
     i = 0
@@ -60,8 +61,8 @@ def small_registries(draw: st.DrawFn) -> list[dict[str, Any]]:
             rec["owner"] = draw(st.sampled_from(POOL_SUBSCRIBERS))
         if kind == "cloned":
             rec["cloned"] = True
-            if n == 2 and draw(st.booleans()):
-                rec["operator_sims"] = {"2": draw(st.sampled_from(POOL_SUBSCRIBERS))}
+        if kind in ("owned", "cloned") and draw(st.booleans()):
+            rec["operator_sims"] = {str(draw(st.integers(1, n))): draw(st.sampled_from(POOL_SUBSCRIBERS))}
         if kind == "pre":
             rec["origin"] = "pre_registry"
             rec["cloned"] = draw(st.booleans())
@@ -69,6 +70,8 @@ def small_registries(draw: st.DrawFn) -> list[dict[str, Any]]:
         if kind == "blocked":
             rec["block"] = "stolen"
         records.append(rec)
+    for core in draw(st.lists(st.sampled_from([*POOL_CORES, 35693803199999]), max_size=1)):
+        records.append({"type": "blacklist", "imei": imei15(core), "reason": "stolen"})
     return records
 
 

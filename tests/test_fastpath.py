@@ -16,10 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import eir.engine
 from eir import fastpath
 from eir.demo import write_demo
 from eir.engine import Bundle, Engine
 from eir.events import Event
+from eir.identifiers import imei15
 from eir.index import Index
 from eir.model import CONST, Query, Reason
 from eir.query import build_query
@@ -257,3 +259,93 @@ def test_a_running_activation_grace_without_a_notice_is_decided_in_c() -> None:
     # A device whose IMEIs the control plane changed: its device key is Python's to find.
     index.set_imeis(index.device_of(unowned), (unowned, second))
     assert fast(Query(T0 + 300, unowned, sub)) is None
+
+
+def _python_decides(engine: Engine, steps: list[Query | tuple[int, int, int]], index: Index,
+                    mp: pytest.MonkeyPatch) -> tuple[list[tuple[Reason, bool]], list[Any]]:
+    """Run the steps (a Query: an attach; (dev, slot, msisdn): Index.set_operator_sim) -> per attach its
+    reason and whether the Python decide ran, and the (reason, deadline, effects) of each."""
+    calls: list[Query] = []
+    real = eir.engine.decide
+
+    def counting(q: Query, *args: Any) -> Any:
+        calls.append(q)
+        return real(q, *args)
+
+    mp.setattr(eir.engine, "decide", counting)
+    taken, out = [], []
+    for step in steps:
+        if isinstance(step, tuple):
+            index.set_operator_sim(*step)
+            continue
+        n = len(calls)
+        d = engine.check(step)
+        taken.append((d.reason, len(calls) > n))
+        out.append((d.reason, d.deadline, d.effects))
+    return taken, out
+
+
+@needs_fastpath
+def test_exceptions_and_blocked_devices_seen_again_are_decided_in_c() -> None:
+    # eir/_allowed.h: OPERATOR_SIM, PRE_REGISTRY_USER, and BLACKLISTED without a notice are decided in C,
+    # exactly as Python decides them; the first sighting of a blocked device by a subscriber (a notice), a
+    # grace to drop, and the grace rules stay Python's. The control plane's operator SIM changes are seen.
+    a, b, c, roamer = 989121234567, 989127654321, 989120000003, 4915112345678
+    cloned, prereg, owned, blocked, listed = (35693803100001, 35693803100003, 35693803100004, 35693803100005,
+                                              35693803100006)
+    records = [
+        {"type": "device", "imeis": [imei15(cloned), imei15(cloned + 1)], "owner": "09121234567", "cloned": True,
+         "operator_sims": {"2": "09120000003"}},
+        {"type": "device", "imeis": [imei15(prereg)], "origin": "pre_registry", "cloned": True,
+         "pre_registry_users": ["09127654321", "09120000003"]},
+        {"type": "device", "imeis": [imei15(owned)], "owner": "09121234567", "operator_sims": {"1": "09127654321"}},
+        {"type": "device", "imeis": [imei15(blocked)], "owner": "09121234567", "block": "stolen"},
+        {"type": "blacklist", "imei": imei15(listed), "reason": "stolen"},
+    ]
+    steps: list[Query | tuple[int, int, int]] = [
+        Query(T0, cloned + 1, c, 2), Query(T0 + 10, cloned + 1, c, 2),  # operator SIM of slot 2 (cloned)
+        Query(T0 + 20, cloned, c, 1),  # not slot 1's: the clone grace starts (Python)
+        Query(T0 + 30, prereg, b), Query(T0 + 40, prereg, c), Query(T0 + 50, prereg, a),  # users; a: grace
+        Query(T0 + 60, owned, b), Query(T0 + 70, owned, c),  # strict: b is slot 1's operator SIM; c: grace
+        Query(T0 + 80, blocked, a), Query(T0 + 90, blocked, a), Query(T0 + 100, blocked, 0),
+        Query(T0 + 110, blocked, b), Query(T0 + 120, listed, b), Query(T0 + 130, listed, b),
+        Query(T0 + 140, blocked, roamer, roamer=True), Query(T0 + 150, blocked, roamer, roamer=True),
+        (0, 1, c), Query(T0 + 160, cloned, c, 1),  # c holds a clone grace on this IMEI: dropped (Python)
+        Query(T0 + 170, cloned, c, 1),  # then slot 1's operator SIM
+        (0, 2, 0), Query(T0 + 180, cloned + 1, c, 2),  # removed: the clone grace starts
+    ]
+    runs = []
+    for accelerate in (True, False):
+        index = _index(records)
+        state = MemoryState() if accelerate else MemoryState(histories={})
+        events: list[Event] = []
+        engine = Engine(Bundle.of(index, RULES["strict"]), state, (events.append,), accelerate=accelerate)
+        with pytest.MonkeyPatch.context() as mp:
+            taken, out = _python_decides(engine, steps, index, mp)
+        runs.append((taken, out, [e.to_dict() for e in events], state_view(state)))
+    (taken, *fast), (_, *slow) = runs
+    assert fast == slow
+    assert [(r.value, py) for r, py in taken] == [
+        ("OPERATOR_SIM", False), ("OPERATOR_SIM", False), ("CLONE_GRACE", True),
+        ("PRE_REGISTRY_USER", False), ("PRE_REGISTRY_USER", False), ("CLONE_GRACE", True),
+        ("OPERATOR_SIM", False), ("OWNERSHIP_GRACE", True),
+        ("BLACKLISTED", True), ("BLACKLISTED", False), ("BLACKLISTED", False), ("BLACKLISTED", True),
+        ("BLACKLISTED", True), ("BLACKLISTED", False), ("BLACKLISTED", True), ("BLACKLISTED", False),
+        ("OPERATOR_SIM", True), ("OPERATOR_SIM", False), ("CLONE_GRACE", True),
+    ]
+
+
+@needs_fastpath
+def test_the_new_outcomes_on_the_raw_entry_points() -> None:
+    # check_raw gives the same shared Decisions (the RPC batch and the replay edge use the same decision).
+    index = _index([{"type": "device", "imeis": ["356938035643809"], "owner": "09121234567", "cloned": True},
+                    {"type": "device", "imeis": ["356938035643817"], "origin": "pre_registry", "cloned": True,
+                     "pre_registry_users": ["09127654321"]},
+                    {"type": "blacklist", "imei": "356938035643825", "reason": "stolen"}])
+    state = MemoryState()
+    fast = fastpath.accelerator(Bundle.of(index, RULES["default"]), state)
+    assert fast is not None
+    assert fast.check_raw("356938035643817", "09127654321", 1, T0) is CONST[Reason.PRE_REGISTRY_USER]
+    assert fast.check_raw("356938035643825", "", 1, T0) is CONST[Reason.BLACKLISTED]
+    assert fast.check_raw("356938035643825", "09127654321", 1, T0) is None  # the notice is due: Python
+    assert set(state.histories) == {35693803564381}

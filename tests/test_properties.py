@@ -110,10 +110,12 @@ def test_the_owner_of_a_non_blocked_device_is_always_allowed(
         records: list[dict[str, Any]], rows: list[tuple[int, str, str, int]], rules: str) -> None:
     h = Harness(_index(records), RULES[rules])
     owners = {}
+    listed = {rec["imei"] for rec in records if rec["type"] == "blacklist"}
     for rec in records:
         if rec.get("owner") and not rec.get("block"):
             for i in rec["imeis"]:
-                owners[i] = rec["owner"]
+                if i not in listed:  # an IMEI on the block list is BLACKLISTED whoever attaches
+                    owners[i] = rec["owner"]
     for t, imei, msisdn, slot in rows + [(rows[-1][0] + 60, i, o, 1) for i, o in owners.items()]:
         d = h.check(t, imei, msisdn, slot)
         if owners.get(imei) == msisdn:

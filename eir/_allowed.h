@@ -1,0 +1,131 @@
+/* eir/_allowed.h: decide's exceptions for a restricted subscriber, and a blocked device seen again
+ * (included by eir/_fastpath.c).
+ *
+ * On a cloned device (and on an owned one where non-owners are restricted) decide lets a device's operator
+ * SIM through (OPERATOR_SIM), and on a cloned unowned pre-registry device its pre-registry users
+ * (PRE_REGISTRY_USER); a blocked device is BLACKLISTED, with a BLACKLISTED_DEVICE_SEEN notice only at
+ * the first attach of each subscriber. Those outcomes without effects are shared Decisions, decided here
+ * from the index's data read as Index reads them: the operator SIMs from Index._opsims, the very dict
+ * the control plane changes (Index.set_operator_sim), so the C reading sees each change as
+ * Index.operator_sim does; the pre-registry users from their two columns, which nothing changes after
+ * the snapshot is loaded. Anything not of the form Index makes is left to Python.
+ */
+#ifndef EIR_ALLOWED_H
+#define EIR_ALLOWED_H
+
+#include "_fastpath.h"
+#include "_layout.h"
+#include "_outcomes.h"
+
+static PyObject *k_blacklisted_seen;
+
+/* Index.operator_sim(dev, slot) == sub: 1 yes, 0 no, 2 not readable here (Python), -1 error. */
+static int
+is_operator_sim(FastCheck *self, Py_ssize_t dev, long long slot, long long sub)
+{
+    PyObject *d = PyLong_FromSsize_t(dev);
+    if (d == NULL)
+        return -1;
+    PyObject *sims = PyDict_GetItemWithError(self->opsims, d); /* borrowed */
+    Py_DECREF(d);
+    if (sims == NULL)
+        return PyErr_Occurred() ? -1 : 0; /* none: operator_sim is 0, which no subscriber here is */
+    if (!PyTuple_CheckExact(sims))
+        return 2;
+    if (slot < 1 || slot > PyTuple_GET_SIZE(sims))
+        return 0;
+    long long m;
+    if (eir_fp_steal_ll(Py_NewRef(PyTuple_GET_ITEM(sims, slot - 1)), &m) != 0)
+        return 2;
+    return m == sub;
+}
+
+/* The first i in [lo, hi) whose item is >= v (or > v with after set), in a sorted integer column. */
+static inline Py_ssize_t
+column_bisect(const Column *col, const char *buf, Py_ssize_t lo, Py_ssize_t hi, long long v, int after)
+{
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        long long x = column_item(col, buf + mid * col->size);
+        if (x < v || (after && x == v))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Index.is_pre_registry_user(dev, sub) for a device with HAS_PRE_REGISTRY_USERS: 1 yes, 0 no, 2 not
+ * readable here, -1 error. The columns are sorted by (device, MSISDN), as Index bisects them. */
+static int
+is_pre_registry_user(FastCheck *self, Py_ssize_t dev, long long sub)
+{
+    const Column *dc = &self->prereg_dev_col, *mc = &self->prereg_msisdn_col;
+    if (dc->size == 0 || mc->size == 0)
+        return 2;
+    Py_buffer dv, mv;
+    if (PyObject_GetBuffer(self->prereg_dev, &dv, PyBUF_SIMPLE) < 0)
+        return -1;
+    if (PyObject_GetBuffer(self->prereg_msisdn, &mv, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&dv);
+        return -1;
+    }
+    Py_ssize_t n = dv.len / dc->size;
+    int rc = 2;
+    if (mv.len / mc->size == n) {
+        const char *db = (const char *)dv.buf, *mb = (const char *)mv.buf;
+        Py_ssize_t lo = column_bisect(dc, db, 0, n, (long long)dev, 0);
+        Py_ssize_t hi = column_bisect(dc, db, lo, n, (long long)dev, 1);
+        Py_ssize_t i = column_bisect(mc, mb, lo, hi, sub, 0);
+        rc = i < hi && column_item(mc, mb + i * mc->size) == sub;
+    }
+    PyBuffer_Release(&mv);
+    PyBuffer_Release(&dv);
+    return rc;
+}
+
+/* decide's exceptions for a restricted subscriber sub (not the owner) of device dev: 1 one of them (*d:
+ * D_OPERATOR_SIM or D_PRE_REGISTRY_USER), 0 none (the grace rules), 2 not decidable here, -1 error.
+ * clone: the device counts as cloned. ints: slot is the attach's (else unknown: a Query's odd slot). */
+static int
+restricted_exception(FastCheck *self, int clone, Py_ssize_t dev, long long flags, long long owner, long long sub,
+                     long long slot, int ints, int *d)
+{
+    if (sub == 0)
+        return 0; /* an unknown subscriber is neither */
+    if (self->opsims == NULL)
+        return 2; /* not configured: either might be */
+    if (flags & self->operator_sims_flag) {
+        int rc = ints ? is_operator_sim(self, dev, slot, sub) : 2;
+        if (rc != 0) {
+            *d = D_OPERATOR_SIM;
+            return rc;
+        }
+    }
+    if (clone && owner == 0 && (flags & self->pre_registry_users_flag)) {
+        if (self->origin_mask == 0)
+            return 2; /* the origin is not known here */
+        if ((flags & self->origin_mask) != self->pre_registry)
+            return 0;
+        *d = D_PRE_REGISTRY_USER;
+        return is_pre_registry_user(self, dev, sub);
+    }
+    return 0;
+}
+
+/* Whether decide._blocked emits nothing for subscriber sub (not 0): BLACKLISTED_DEVICE_SEEN was sent for
+ * this IMEI and subscriber already (its mark exists). 1 yes, 0 no or not known here (Python), -1 error. */
+static int
+blocked_seen(FastCheck *self, long long imei, long long sub)
+{
+    if (self->marks == NULL)
+        return 0; /* the state's marks are not MemoryState's dict */
+    if (k_blacklisted_seen == NULL && (k_blacklisted_seen = PyUnicode_InternFromString("BLACKLISTED_DEVICE_SEEN"))
+                                          == NULL)
+        return -1;
+    long long last;
+    int found = mark_time(self, k_blacklisted_seen, imei, sub, 0, &last);
+    return found < 0 ? -1 : found == 1;
+}
+
+#endif /* EIR_ALLOWED_H */
