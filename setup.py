@@ -17,7 +17,8 @@ CFLAGS = ["-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initi
 setup(ext_modules=[Extension("eir._fastpath", ["eir/_fastpath_module.c", "eir/_fastpath.c", "eir/_fastpath_raw.c",
                                                "eir/_fastpath_grace.c"],
                              depends=["eir/_fastpath.h", "eir/_ident.h", "eir/_histable.h", "eir/_histype.h",
-                                      "eir/_layout.h", "eir/_outcomes.h", "eir/_allowed.h"], optional=True,
+                                      "eir/_layout.h", "eir/_outcomes.h", "eir/_allowed.h",
+                                      "eir/_unregistered.h"], optional=True,
                              extra_compile_args=CFLAGS),
                    # the CSV edge of eir replay (eir/replay_fast.py; pure-Python fallback: eir/replay.py)
                    Extension("eir._replayio", ["eir/_replayio.c", "eir/_replayio_out.c"],

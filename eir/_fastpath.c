@@ -25,6 +25,7 @@
 #include "_histable.h"
 #include "_layout.h"
 #include "_outcomes.h"
+#include "_unregistered.h"
 
 static PyObject *s_imei, *s_msisdn, *s_slot, *s_time, *s_roamer, *s_last_msisdn, *s_enforced;
 static PyObject *py_time_mask, *py_count_one, *py_key_shift_obj;
@@ -345,15 +346,14 @@ take_made(FastCheck *self, int rc, PyObject *imei_obj, long long imei, long long
     return FP_MADE;
 }
 
-/* A running traveler allowance (dev < 0: the IMEI is not registered) or activation grace (of device dev)
- * with nothing to emit (eir/_outcomes.h), recorded as Engine.check records it: FP_MADE (the new Decision
- * in the made_* fields), FP_DECLINED or FP_ERROR. Consumes imei_obj. */
+/* A running activation grace of device dev with nothing to emit (eir/_outcomes.h), recorded as
+ * Engine.check records it: FP_MADE (the new Decision in the made_* fields), FP_DECLINED or FP_ERROR.
+ * Consumes imei_obj. */
 static int
-made_outcome(FastCheck *self, PyObject *imei_obj, long long imei, long long sub, long long slot, long long t, int ints,
-             PyObject *q, Py_ssize_t dev)
+activation_made(FastCheck *self, PyObject *imei_obj, long long imei, long long sub, long long slot, long long t,
+                int ints, PyObject *q, Py_ssize_t dev)
 {
-    int rc = dev < 0 ? traveler_outcome(self, imei_obj, imei, sub, t) : activation_outcome(self, dev, sub, t);
-    return take_made(self, rc, imei_obj, imei, sub, slot, t, ints, q);
+    return take_made(self, activation_outcome(self, dev, sub, t), imei_obj, imei, sub, slot, t, ints, q);
 }
 
 /* decide._blocked (rule 2) when it emits nothing - no subscriber, or one whose BLACKLISTED_DEVICE_SEEN was
@@ -419,10 +419,20 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
     if (code == 0) {
         if (exempt)
             return D_ROAMER;
-        if (roamer || !more)
+        if (roamer || self->marks == NULL)
             return FP_DECLINED; /* traveler rules */
         PyObject *imei_obj = PyLong_FromLongLong(imei);
-        return imei_obj == NULL ? FP_ERROR : made_outcome(self, imei_obj, imei, sub, slot, t, ints, q, -1);
+        if (imei_obj == NULL)
+            return FP_ERROR;
+        /* a running window (FP_MADE), else UNREGISTERED without effects (eir/_unregistered.h) */
+        int rc = more ? traveler_outcome(self, imei_obj, imei, sub, t) : 0;
+        if (rc != 0)
+            return take_made(self, rc, imei_obj, imei, sub, slot, t, ints, q);
+        rc = unregistered_quiet(self, imei_obj, imei, sub, t);
+        if (rc > 0 && sub != 0 && record(self, imei_obj, imei, sub, slot, t, ints, q) < 0)
+            rc = -1;
+        Py_DECREF(imei_obj);
+        return rc < 0 ? FP_ERROR : rc == 0 ? FP_DECLINED : D_UNREGISTERED;
     }
     if (code & 1)
         return blocked_outcome(self, imei, sub, slot, t, roamer, ints, q); /* on the block list */
@@ -488,7 +498,7 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
     if (rc == 0 && sub != 0)
         rc = has_grace(self, imei_obj, sub);
     if (rc == 0 && activation)
-        return made_outcome(self, imei_obj, imei, sub, slot, t, ints, q, dev);
+        return activation_made(self, imei_obj, imei, sub, slot, t, ints, q, dev);
     if (rc == 0 && sub != 0)
         rc = record(self, imei_obj, imei, sub, slot, t, ints, q);
     Py_DECREF(imei_obj);

@@ -10,7 +10,7 @@
 #include "_ident.h"
 
 /* Raised whenever the interface with eir/fastpath.py or eir/state.py changes (eir.native.FASTPATH_ABI). */
-#define EIR_FASTPATH_ABI 2
+#define EIR_FASTPATH_ABI 3
 #define SLOT_BITS 5
 #define TIME_BITS 32
 #define TIME_MASK 0xFFFFFFFFLL
@@ -52,7 +52,10 @@ struct eir_histories;   /* the C table of histories (eir/_histable.h) */
 
 /* The outcomes decided here with a shared Decision (eir.fastpath.FAST_REASONS, in this order), and what
  * eir_fp_decide_common answers otherwise. */
-enum { D_OWNER, D_REGISTERED, D_ROAMER, D_MALFORMED, D_OPERATOR_SIM, D_PRE_REGISTRY_USER, D_BLACKLISTED, D_COUNT };
+enum {
+    D_OWNER, D_REGISTERED, D_ROAMER, D_MALFORMED, D_OPERATOR_SIM, D_PRE_REGISTRY_USER, D_BLACKLISTED, D_UNREGISTERED,
+    D_COUNT
+};
 #define FP_DECLINED (-1) /* not decided here, nothing touched: the Python path decides */
 #define FP_ERROR (-2)    /* a Python exception is set */
 #define FP_MADE (-3)     /* decided with a new Decision (a deadline), left in FastCheck.made (eir/_outcomes.h) */
@@ -111,6 +114,11 @@ typedef struct {
     PyObject *prereg_dev, *prereg_msisdn; /* Index columns: pre-registry users sorted by (device, MSISDN) */
     Column prereg_dev_col, prereg_msisdn_col;
     long long operator_sims_flag, pre_registry_users_flag;
+    /* an unregistered IMEI's UNREGISTERED (eir/_unregistered.h); quotas NULL: a known subscriber declined */
+    PyObject *quotas;                          /* MemoryState.quotas: identity -> start of its last window */
+    PyObject *msisdn_key, *msisdn_row, *sub_nid; /* Index columns: MSISDN -> subscriber row -> national id */
+    Column msisdn_key_col, msisdn_row_col, sub_nid_col;
+    long long traveler_period_s;
 } FastCheck;
 
 /* One attach's values, parsed (eir_fp_parse_raw). */

@@ -11,6 +11,7 @@
 
 static void outcomes_clear(FastCheck *self);
 static void exceptions_clear(FastCheck *self);
+static void unregistered_clear(FastCheck *self);
 
 static void
 FastCheck_dealloc(FastCheck *self)
@@ -31,6 +32,7 @@ FastCheck_dealloc(FastCheck *self)
     outcomes_clear(self);
     eir_fp_restricted_set(self, Py_None);
     exceptions_clear(self);
+    unregistered_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -146,6 +148,40 @@ exceptions_set(FastCheck *self, PyObject *o)
     return 0;
 }
 
+static void
+unregistered_clear(FastCheck *self)
+{
+    Py_CLEAR(self->quotas);
+    Py_CLEAR(self->msisdn_key);
+    Py_CLEAR(self->msisdn_row);
+    Py_CLEAR(self->sub_nid);
+    self->traveler_period_s = 0;
+}
+
+/* unregistered=(MemoryState.quotas, the msisdn_key, msisdn_row and sub_national_id columns
+ * (eir.index.Index.national_id_columns), traveler_period_s), or None (eir/_unregistered.h: a known
+ * subscriber's attach of an unregistered IMEI is left to Python). */
+static int
+unregistered_set(FastCheck *self, PyObject *o)
+{
+    unregistered_clear(self);
+    if (o == Py_None)
+        return 0;
+    PyObject *quotas, *key, *row, *nid;
+    long long period;
+    if (!PyArg_ParseTuple(o, "O!OOOL;unregistered", &PyDict_Type, &quotas, &key, &row, &nid, &period))
+        return -1;
+    self->quotas = Py_NewRef(quotas);
+    self->msisdn_key = Py_NewRef(key);
+    self->msisdn_row = Py_NewRef(row);
+    self->sub_nid = Py_NewRef(nid);
+    self->msisdn_key_col = column_of(key);
+    self->msisdn_row_col = column_of(row);
+    self->sub_nid_col = column_of(nid);
+    self->traveler_period_s = period;
+    return 0;
+}
+
 static int
 FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
 {
@@ -154,7 +190,7 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
                              "restrict_non_owner", "clone_detect", "roamers_exempt", "deny_invalid_check_digit",
                              "deny_test_imeis", "country_code", "national_mobile_length", "query_type",
                              "origin_mask", "pre_registry_origin", "history_type", "outcomes", "restricted",
-                             "exceptions", NULL};
+                             "exceptions", "unregistered", NULL};
     PyObject *imei_map, *flags, *owner, *histories, *detections, *grace_imeis, *graces, *observe, *memory_observe;
     PyObject *decisions, *query_type = Py_None;
     long long blocked, cloned;
@@ -164,16 +200,17 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
     Py_ssize_t cc_len = 2, nml = 10;
     long long origin_mask = 0, pre_registry = 0;
     PyObject *history_type = NULL, *outcomes = Py_None, *restricted = Py_None, *exceptions = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO!O!O!OOO!LLKppp|pps#nOLLO!OOO", kwlist, &imei_map, &flags,
+    PyObject *unregistered = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO!O!O!OOO!LLKppp|pps#nOLLO!OOOO", kwlist, &imei_map, &flags,
                                      &owner, &histories, &PyDict_Type, &detections, &PyDict_Type, &grace_imeis,
                                      &PyDict_Type, &graces, &observe, &memory_observe, &PyTuple_Type, &decisions,
                                      &blocked, &cloned, &key_mix, &restrict_non_owner, &clone_detect,
                                      &roamers_exempt, &deny_check, &deny_test, &cc, &cc_len, &nml, &query_type,
                                      &origin_mask, &pre_registry, &PyType_Type, &history_type, &outcomes,
-                                     &restricted, &exceptions))
+                                     &restricted, &exceptions, &unregistered))
         return -1;
     if (outcomes_set(self, outcomes) < 0 || eir_fp_restricted_set(self, restricted) < 0
-            || exceptions_set(self, exceptions) < 0)
+            || exceptions_set(self, exceptions) < 0 || unregistered_set(self, unregistered) < 0)
         return -1;
     if (PyTuple_GET_SIZE(decisions) != D_COUNT) {
         PyErr_SetString(PyExc_ValueError, "decisions: one per eir.fastpath.FAST_REASONS");

@@ -14,7 +14,9 @@ decisions, events and state.
 
 It also decides, with their shared Decisions, decide's exceptions for a restricted subscriber (an operator
 SIM: OPERATOR_SIM; a pre-registry user of a cloned pre-registry device: PRE_REGISTRY_USER) and a blocked
-device whose BLACKLISTED_DEVICE_SEEN notice was sent already (BLACKLISTED) - eir/_allowed.h.
+device whose BLACKLISTED_DEVICE_SEEN notice was sent already (BLACKLISTED) - eir/_allowed.h - and an
+unregistered IMEI's UNREGISTERED when no traveler window starts and its notice is not due
+(eir/_unregistered.h).
 
 Called with a Query (Engine.check), it also decides a running traveler allowance or activation grace
 whose notice is not due (eir/_outcomes.h: TRAVELER_ALLOWANCE, ALLOWANCE_EXPIRED, ACTIVATION_GRACE,
@@ -93,7 +95,7 @@ def _load() -> tuple[ModuleType | None, str]:
 _MODULE, _STATUS = _load()
 #: The outcomes the accelerator decides (shared Decisions: no effects, no deadline), in its order.
 FAST_REASONS: Final = (Reason.OWNER, Reason.REGISTERED, Reason.ROAMER_EXEMPT, Reason.MALFORMED_IMEI,
-                       Reason.OPERATOR_SIM, Reason.PRE_REGISTRY_USER, Reason.BLACKLISTED)
+                       Reason.OPERATOR_SIM, Reason.PRE_REGISTRY_USER, Reason.BLACKLISTED, Reason.UNREGISTERED)
 #: Bytes per item of the buffer of :meth:`FastCheck.parse_items` (0 without the accelerator).
 BATCH_ITEM_SIZE: int = _MODULE.BATCH_ITEM_SIZE if _MODULE is not None else 0
 
@@ -121,6 +123,16 @@ def _outcomes(bundle: Bundle, state: MemoryState) -> tuple[Any, ...] | None:
             r.reminder_before_s, r.repeat_deny_notice_s, offsets, imeis, moved)
 
 
+def _unregistered(bundle: Bundle, state: MemoryState) -> tuple[Any, ...] | None:
+    """What an unregistered IMEI's UNREGISTERED reads (eir/_unregistered.h): MemoryState's quotas, so only
+    when the state reads them as MemoryState does, and never where a window needs an entry record (the
+    accelerator does not read those)."""
+    r = bundle.rules
+    if type(state).quota is not MemoryState.quota or r.traveler_require_entry:
+        return None
+    return (state.quotas, *bundle.index.national_id_columns(), r.traveler_period_s)
+
+
 def accelerator(bundle: Bundle, state: MemoryState) -> FastCheck | None:
     """The accelerator for ``bundle`` and ``state``, or None (the Python path decides everything)."""
     if _MODULE is None:
@@ -141,5 +153,6 @@ def accelerator(bundle: Bundle, state: MemoryState) -> FastCheck | None:
         pre_registry_origin=ORIGIN_PRE_REGISTRY, history_type=History, outcomes=_outcomes(bundle, state),
         restricted=(GraceKind.CLONE, GraceKind.OWNERSHIP, Reason.CLONE_GRACE, Reason.OWNERSHIP_GRACE,
                     CONST[Reason.CLONE_BLOCKED], CONST[Reason.OWNERSHIP_BLOCKED]),
-        exceptions=(*idx.exception_data(), HAS_OPERATOR_SIMS, HAS_PRE_REGISTRY_USERS))
+        exceptions=(*idx.exception_data(), HAS_OPERATOR_SIMS, HAS_PRE_REGISTRY_USERS),
+        unregistered=_unregistered(bundle, state))
     return fast

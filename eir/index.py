@@ -222,6 +222,12 @@ class Index:
         (eir/_allowed.h), which reads them as those methods do. Never to be written through."""
         return self._opsims, self._prereg_dev, self._prereg_msisdn
 
+    def national_id_columns(self) -> tuple[array[int], array[int], array[int]]:
+        """What :meth:`national_id` reads (MSISDNs sorted, their subscriber rows, the rows' national ids),
+        for the C accelerator (eir/_unregistered.h), which reads them as national_id does. Never to be
+        written through."""
+        return self._msisdn_key, self._msisdn_row, self._sub_nid
+
     def device_of(self, core: int) -> int:
         """The device id of an IMEI core, or -1."""
         return (self.lookup(core) >> 1) - 1

@@ -349,3 +349,46 @@ def test_the_new_outcomes_on_the_raw_entry_points() -> None:
     assert fast.check_raw("356938035643825", "", 1, T0) is CONST[Reason.BLACKLISTED]
     assert fast.check_raw("356938035643825", "09127654321", 1, T0) is None  # the notice is due: Python
     assert set(state.histories) == {35693803564381}
+
+
+@needs_fastpath
+@pytest.mark.parametrize("require_entry", [False, True])
+def test_unregistered_without_effects_is_decided_in_c(require_entry: bool) -> None:
+    # eir/_unregistered.h: UNREGISTERED is decided in C when no window starts (an unknown subscriber, or an
+    # identity - national id, else MSISDN - whose quota was used within the period) and the notice is not
+    # due; the window start and the notice stay Python's, as does everything where an entry record counts.
+    a, b, c = 989121234567, 989127654321, 989120000003  # a and b: one national id (one quota); c: none
+    x, y, z = 35693803100001, 35693803100002, 35693803100003  # unregistered IMEIs
+    records = [{"type": "device", "imeis": [imei15(35693803100009)], "owner": "09121234567"},
+               {"type": "subscriber", "msisdn": "09121234567", "national_id": "0012345678"},
+               {"type": "subscriber", "msisdn": "09127654321", "national_id": "0012345678"},
+               {"type": "subscriber", "msisdn": "09120000003"}]
+    day, year = 86_400, 365 * 86_400
+    steps: list[Query | tuple[int, int, int]] = [
+        Query(T0, x, a), Query(T0 + 60, y, b),  # a's window on x; b shares a's quota: UNREGISTERED + notice
+        Query(T0 + 120, y, b), Query(T0 + 180, y, 0), Query(T0 + 240, z, 0),  # no notice due, no subscriber
+        Query(T0 + 300, y, c), Query(T0 + 360, z, c),  # c's window on y (its own quota); z: notice
+        Query(T0 + 420, z, c, 2), Query(T0 + 31 * day, z, c),  # the notice again only after 30 days
+        Query(T0 + year + 60, z, b),  # the period is over: a new window
+    ]
+    rules = rules_with(RULES["default"], traveler={"require_entry_record": require_entry})
+    runs = []
+    for accelerate in (True, False):
+        index = _index(records)
+        state = MemoryState() if accelerate else MemoryState(histories={})
+        events: list[Event] = []
+        engine = Engine(Bundle.of(index, rules), state, (events.append,), accelerate=accelerate)
+        with pytest.MonkeyPatch.context() as mp:
+            taken, out = _python_decides(engine, steps, index, mp)
+        runs.append((taken, out, [e.to_dict() for e in events], state_view(state)))
+    (taken, *fast), (_, *slow) = runs
+    assert fast == slow
+    if require_entry:  # no entry records: never a window, and a known subscriber's UNREGISTERED is Python's
+        assert {r for r, _ in taken} == {Reason.UNREGISTERED}
+        assert [py for _, py in taken] == [q.msisdn != 0 for q in steps if isinstance(q, Query)]
+        return
+    assert [(r.value, py) for r, py in taken] == [
+        ("TRAVELER_ALLOWANCE", True), ("UNREGISTERED", True), ("UNREGISTERED", False), ("UNREGISTERED", False),
+        ("UNREGISTERED", False), ("TRAVELER_ALLOWANCE", True), ("UNREGISTERED", True), ("UNREGISTERED", False),
+        ("UNREGISTERED", True), ("TRAVELER_ALLOWANCE", True),
+    ]
