@@ -8,7 +8,8 @@
  * from the index's data read as Index reads them: the operator SIMs from Index._opsims, the very dict
  * the control plane changes (Index.set_operator_sim), so the C reading sees each change as
  * Index.operator_sim does; the pre-registry users from their two columns, which nothing changes after
- * the snapshot is loaded. Anything not of the form Index makes is left to Python.
+ * the snapshot is loaded. Anything not of the form Index makes is left to Python. Past a running grace's
+ * deadline, or within its reminder window, grace_quiet decides when the notice is not due.
  */
 #ifndef EIR_ALLOWED_H
 #define EIR_ALLOWED_H
@@ -126,6 +127,39 @@ blocked_seen(FastCheck *self, long long imei, long long sub)
     long long last;
     int found = mark_time(self, k_blacklisted_seen, imei, sub, 0, &last);
     return found < 0 ? -1 : found == 1;
+}
+
+/* decide._grace past the deadline (DENY, with its *_BLOCKED notice at most once per repeat_deny_notice_days)
+ * or within the reminder window (WARN, with one GRACE_REMINDER) of a grace that runs: 1 decided when the
+ * notice is not due (eir_fp_made_set), 0 it may be (Python), -1 error. k: 0 clone, 1 ownership. */
+static int
+grace_quiet(FastCheck *self, int k, long long imei, long long sub, long long t, long long deadline)
+{
+    static PyObject *blocked_kinds[2], *s_reason;
+    if (outcomes_ready() < 0)
+        return -1;
+    if (s_reason == NULL) {
+        blocked_kinds[0] = PyUnicode_InternFromString("CLONE_BLOCKED");
+        blocked_kinds[1] = PyUnicode_InternFromString("OWNERSHIP_BLOCKED");
+        s_reason = PyUnicode_InternFromString("reason");
+        if (blocked_kinds[0] == NULL || blocked_kinds[1] == NULL || s_reason == NULL)
+            return -1;
+    }
+    if (t < deadline) {
+        int rc = reminder_due(self, imei, sub, t, deadline);
+        if (rc == 0)
+            eir_fp_made_set(self, self->grace_reasons[k], deadline);
+        return rc < 0 ? -1 : !rc;
+    }
+    int rc = deny_due(self, blocked_kinds[k], imei, sub, t, deadline);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    PyObject *reason = PyObject_GetAttr(self->blocked_decisions[k], s_reason); /* the shared DENY's reason */
+    if (reason == NULL)
+        return -1;
+    eir_fp_made_set(self, reason, deadline);
+    Py_DECREF(reason);
+    return 1;
 }
 
 #endif /* EIR_ALLOWED_H */

@@ -489,7 +489,10 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
         if (rc == 1) {
             restricted = 0, result = d, rc = 0; /* ALLOW as decide._allowed: no grace held, checked below */
         } else if (rc == 0 && more) {
-            rc = eir_fp_restricted(self, imei_obj, restricted == 1, sub, t);
+            long long deadline = 0;
+            rc = eir_fp_restricted(self, imei_obj, restricted == 1, sub, t, &deadline);
+            if (rc == 2)
+                rc = grace_quiet(self, restricted == 1 ? 0 : 1, imei, sub, t, deadline);
             return take_made(self, rc, imei_obj, imei, sub, slot, t, ints, q);
         } else if (rc >= 0) {
             rc = 1; /* the grace rules without the outcomes, or undecidable here: Python */

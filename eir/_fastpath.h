@@ -149,7 +149,8 @@ PyObject *eir_fp_vectorcall(PyObject *callable, PyObject *const *args, size_t na
 /* eir/_fastpath_grace.c */
 int eir_fp_grace_init(void);
 int eir_fp_restricted_set(FastCheck *self, PyObject *o);
-int eir_fp_restricted(FastCheck *self, PyObject *imei_obj, int clone, long long sub, long long t);
+int eir_fp_restricted(FastCheck *self, PyObject *imei_obj, int clone, long long sub, long long t,
+                      long long *deadline);
 /* The outcome of an FP_MADE (eir/_fastpath.c): made_set keeps (reason, deadline), made_set_shared a shared
  * Decision; eir_fp_made_decision returns it as a Decision (a new reference, NULL on error). */
 void eir_fp_made_set(FastCheck *self, PyObject *reason, long long deadline);

@@ -5,8 +5,8 @@
  * (IMEI, subscriber) and then denies. The later attaches within that grace are answered with the deadline
  * the state holds and change nothing but the history: those are decided here (a new Decision, handed
  * over as eir/_outcomes.h's are: FP_MADE), as is the DENY of an unknown subscriber (no grace to give).
- * Anything that starts a grace, may emit a notice (a reminder that may be due) or denies after the
- * deadline is left to Python (0) before anything is touched. decide_core calls it where decide calls
+ * Anything that starts a grace is left to Python (0) before anything is touched; past the deadline, or
+ * within the reminder window, the caller looks for a due notice first (eir/_allowed.h grace_quiet). decide_core calls it where decide calls
  * _grace, after decide's operator-SIM and pre-registry-user exceptions (eir/_allowed.h) found none.
  */
 #include "_fastpath.h"
@@ -45,10 +45,11 @@ eir_fp_restricted_set(FastCheck *self, PyObject *o)
 }
 
 /* decide._grace for a restricted subscriber who is none of decide's exceptions: 1 decided (the outcome
- * kept by eir_fp_made_set), 0 left to Python (nothing touched), -1 error. clone: the device is cloned (else:
- * a non-owner where non-owners are restricted). */
+ * kept by eir_fp_made_set), 2 the grace's deadline (*deadline) has passed or its reminder window has come
+ * (the caller decides only when no notice is due: grace_quiet, eir/_allowed.h), 0 left to Python (nothing
+ * touched), -1 error. clone: the device is cloned (else: a non-owner where non-owners are restricted). */
 int
-eir_fp_restricted(FastCheck *self, PyObject *imei_obj, int clone, long long sub, long long t)
+eir_fp_restricted(FastCheck *self, PyObject *imei_obj, int clone, long long sub, long long t, long long *deadline_out)
 {
     int k = clone ? 0 : 1;
     if (self->grace_kinds[k] == NULL || self->decision_type == NULL)
@@ -74,9 +75,12 @@ eir_fp_restricted(FastCheck *self, PyObject *imei_obj, int clone, long long sub,
     int plain = PyLong_CheckExact(dl) && !overflow && !(deadline == -1 && PyErr_Occurred()) && deadline >= 0;
     PyErr_Clear();
     Py_DECREF(dl);
-    if (!plain || t >= deadline
-            || (self->reminder_before_s != 0 && t >= deadline - self->reminder_before_s))
-        return 0; /* denied (a notice may be due), or a GRACE_REMINDER may be: Python */
+    if (!plain)
+        return 0; /* not a deadline eir.state makes: Python */
+    if (t >= deadline || (self->reminder_before_s != 0 && t >= deadline - self->reminder_before_s)) {
+        *deadline_out = deadline;
+        return 2; /* denied (a notice may be due), or a GRACE_REMINDER may be */
+    }
     eir_fp_made_set(self, self->grace_reasons[k], deadline);
     return 1;
 }

@@ -392,3 +392,38 @@ def test_unregistered_without_effects_is_decided_in_c(require_entry: bool) -> No
         ("UNREGISTERED", False), ("TRAVELER_ALLOWANCE", True), ("UNREGISTERED", True), ("UNREGISTERED", False),
         ("UNREGISTERED", True), ("TRAVELER_ALLOWANCE", True),
     ]
+
+
+@needs_fastpath
+def test_a_grace_past_its_deadline_or_reminder_without_a_due_notice_is_decided_in_c() -> None:
+    # eir/_allowed.h grace_quiet: within the reminder window once the GRACE_REMINDER went out, and past the
+    # deadline once OWNERSHIP_BLOCKED went out (until it may repeat), a running grace is decided in C.
+    r = RULES["strict"]
+    b, core = 989127654321, 35693803564380
+    t1 = T0 + 60
+    deadline = t1 + r.ownership_grace_s
+    remind, repeat = deadline - r.reminder_before_s, r.repeat_deny_notice_s
+    steps: list[Query | tuple[int, int, int]] = [
+        Query(t1, core, b), Query(t1 + 60, core, b),  # the grace starts (Python), then runs (C)
+        Query(remind, core, b), Query(remind + 60, core, b),  # GRACE_REMINDER (Python), then none (C)
+        Query(deadline, core, b), Query(deadline + 60, core, b),  # OWNERSHIP_BLOCKED notice, then none
+        Query(deadline + repeat, core, b), Query(deadline + repeat + 60, core, b),  # the notice again, then none
+    ]
+    runs = []
+    for accelerate in (True, False):
+        index = _index([{"type": "device", "imeis": ["356938035643809"], "owner": "09121234567"}])
+        state = MemoryState() if accelerate else MemoryState(histories={})
+        events: list[Event] = []
+        engine = Engine(Bundle.of(index, r), state, (events.append,), accelerate=accelerate)
+        with pytest.MonkeyPatch.context() as mp:
+            taken, out = _python_decides(engine, steps, index, mp)
+        runs.append((taken, out, [e.to_dict() for e in events], state_view(state)))
+    (taken, *fast), (_, *slow) = runs
+    assert fast == slow
+    assert [(x.value, py) for x, py in taken] == [
+        ("OWNERSHIP_GRACE", True), ("OWNERSHIP_GRACE", False), ("OWNERSHIP_GRACE", True), ("OWNERSHIP_GRACE", False),
+        ("OWNERSHIP_BLOCKED", True), ("OWNERSHIP_BLOCKED", False), ("OWNERSHIP_BLOCKED", True),
+        ("OWNERSHIP_BLOCKED", False),
+    ]
+    assert [e["type"] for e in fast[1]] == ["OWNERSHIP_GRACE_STARTED", "GRACE_REMINDER", "OWNERSHIP_BLOCKED",
+                                            "OWNERSHIP_BLOCKED"]
