@@ -10,7 +10,7 @@
 #include "_ident.h"
 
 /* Raised whenever the interface with eir/fastpath.py or eir/state.py changes (eir.native.FASTPATH_ABI). */
-#define EIR_FASTPATH_ABI 3
+#define EIR_FASTPATH_ABI 4
 #define SLOT_BITS 5
 #define TIME_BITS 32
 #define TIME_MASK 0xFFFFFFFFLL
@@ -119,11 +119,16 @@ typedef struct {
     PyObject *msisdn_key, *msisdn_row, *sub_nid; /* Index columns: MSISDN -> subscriber row -> national id */
     Column msisdn_key_col, msisdn_row_col, sub_nid_col;
     long long traveler_period_s;
+    /* IMSIs (eir.identifiers.parse_imsi / imsi_is_home, Index.msisdn_for_imsi); imsi_key NULL: every IMSI
+     * is left to Python */
+    unsigned char home_mcc[125]; /* bit m set: the MCC m (a 3-digit member of the plan's home_mccs) is home */
+    PyObject *imsi_key, *imsi_msisdn; /* the Index's IMSIs (sorted) and each one's MSISDN, read in place */
+    Column imsi_key_col, imsi_msisdn_col;
 } FastCheck;
 
-/* One attach's values, parsed (eir_fp_parse_raw). */
+/* One attach's values, parsed (parse_raw in eir/_fastpath_raw.c); imsi 0: none given. */
 typedef struct {
-    long long imei, sub, slot, time;
+    long long imei, sub, slot, time, imsi;
     int roamer;
 } RawAttach;
 

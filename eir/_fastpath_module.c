@@ -12,6 +12,7 @@
 static void outcomes_clear(FastCheck *self);
 static void exceptions_clear(FastCheck *self);
 static void unregistered_clear(FastCheck *self);
+static void imsi_clear(FastCheck *self);
 
 static void
 FastCheck_dealloc(FastCheck *self)
@@ -33,6 +34,7 @@ FastCheck_dealloc(FastCheck *self)
     eir_fp_restricted_set(self, Py_None);
     exceptions_clear(self);
     unregistered_clear(self);
+    imsi_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -182,6 +184,53 @@ unregistered_set(FastCheck *self, PyObject *o)
     return 0;
 }
 
+static void
+imsi_clear(FastCheck *self)
+{
+    Py_CLEAR(self->imsi_key);
+    Py_CLEAR(self->imsi_msisdn);
+    memset(self->home_mcc, 0, sizeof self->home_mcc);
+}
+
+/* imsi=(home_mccs, imsi_key, imsi_msisdn): the numbering plan's home MCCs (an iterable of str) and the
+ * Index's IMSI columns (imsi_columns()), or None: IMSIs are then left to Python, as they are when a column
+ * is not a buffer of integers that read as the Python ints do (an unsigned 64-bit one may not). */
+static int
+imsi_set(FastCheck *self, PyObject *o)
+{
+    imsi_clear(self);
+    if (o == Py_None)
+        return 0;
+    PyObject *mccs, *keys, *msisdns;
+    if (!PyArg_ParseTuple(o, "OOO;imsi", &mccs, &keys, &msisdns))
+        return -1;
+    PyObject *it = PyObject_GetIter(mccs);
+    if (it == NULL)
+        return -1;
+    PyObject *m;
+    while ((m = PyIter_Next(it)) != NULL) {
+        /* an IMSI's MCC is str(imsi)[:3], three ASCII digits: no other member can equal it */
+        if (PyUnicode_Check(m) && PyUnicode_IS_ASCII(m) && PyUnicode_GET_LENGTH(m) == 3
+                && ident_all_digits((const char *)PyUnicode_1BYTE_DATA(m), 3)) {
+            const char *d = (const char *)PyUnicode_1BYTE_DATA(m);
+            int mcc = (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0');
+            self->home_mcc[mcc >> 3] |= (unsigned char)(1 << (mcc & 7));
+        }
+        Py_DECREF(m);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return -1;
+    Column kc = column_of(keys), mc = column_of(msisdns);
+    if (kc.size == 0 || mc.size == 0 || (kc.size == 8 && !kc.is_signed) || (mc.size == 8 && !mc.is_signed))
+        return 0;
+    self->imsi_key = Py_NewRef(keys);
+    self->imsi_msisdn = Py_NewRef(msisdns);
+    self->imsi_key_col = kc;
+    self->imsi_msisdn_col = mc;
+    return 0;
+}
+
 static int
 FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
 {
@@ -190,7 +239,7 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
                              "restrict_non_owner", "clone_detect", "roamers_exempt", "deny_invalid_check_digit",
                              "deny_test_imeis", "country_code", "national_mobile_length", "query_type",
                              "origin_mask", "pre_registry_origin", "history_type", "outcomes", "restricted",
-                             "exceptions", "unregistered", NULL};
+                             "exceptions", "unregistered", "imsi", NULL};
     PyObject *imei_map, *flags, *owner, *histories, *detections, *grace_imeis, *graces, *observe, *memory_observe;
     PyObject *decisions, *query_type = Py_None;
     long long blocked, cloned;
@@ -200,17 +249,18 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
     Py_ssize_t cc_len = 2, nml = 10;
     long long origin_mask = 0, pre_registry = 0;
     PyObject *history_type = NULL, *outcomes = Py_None, *restricted = Py_None, *exceptions = Py_None;
-    PyObject *unregistered = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO!O!O!OOO!LLKppp|pps#nOLLO!OOOO", kwlist, &imei_map, &flags,
+    PyObject *unregistered = Py_None, *imsi = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO!O!O!OOO!LLKppp|pps#nOLLO!OOOOO", kwlist, &imei_map, &flags,
                                      &owner, &histories, &PyDict_Type, &detections, &PyDict_Type, &grace_imeis,
                                      &PyDict_Type, &graces, &observe, &memory_observe, &PyTuple_Type, &decisions,
                                      &blocked, &cloned, &key_mix, &restrict_non_owner, &clone_detect,
                                      &roamers_exempt, &deny_check, &deny_test, &cc, &cc_len, &nml, &query_type,
                                      &origin_mask, &pre_registry, &PyType_Type, &history_type, &outcomes,
-                                     &restricted, &exceptions, &unregistered))
+                                     &restricted, &exceptions, &unregistered, &imsi))
         return -1;
     if (outcomes_set(self, outcomes) < 0 || eir_fp_restricted_set(self, restricted) < 0
-            || exceptions_set(self, exceptions) < 0 || unregistered_set(self, unregistered) < 0)
+            || exceptions_set(self, exceptions) < 0 || unregistered_set(self, unregistered) < 0
+            || imsi_set(self, imsi) < 0)
         return -1;
     if (PyTuple_GET_SIZE(decisions) != D_COUNT) {
         PyErr_SetString(PyExc_ValueError, "decisions: one per eir.fastpath.FAST_REASONS");

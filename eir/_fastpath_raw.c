@@ -4,11 +4,13 @@
  * decide_items: a check_batch (eir/transports/rpc_batch.py), whose items are all parsed before any is
  * decided, so the parse results wait in a bytearray of BatchItem; the items these functions cannot
  * take are parsed and decided by the Python callers, in order. The identifiers are parsed by
- * eir/_ident.h, the values around them (slot, time, the field bounds) here, as eir.query does.
+ * eir/_ident.h, the values around them (slot, time, the field bounds, the IMSI's subscriber) here, as
+ * eir.query does.
  */
 #include <math.h>
 
 #include "_fastpath.h"
+#include "_layout.h"
 
 
 /* An exact str of at most MAX_FIELD_CHARS ASCII characters: its bytes; NULL otherwise (Python parses it:
@@ -66,11 +68,52 @@ raw_time(PyObject *o)
     return 0;
 }
 
+/* Index.msisdn_for_imsi: the MSISDN of the subscriber record with this IMSI (bisect_left over imsi_key, as
+ * Python's: the same index even for keys out of order), 0 when there is none. 1 done (*msisdn), 0 left to
+ * Python (a column it cannot read, or shorter than the keys: Python raises that error). */
+static int
+imsi_msisdn(FastCheck *self, long long imsi, long long *msisdn)
+{
+    Py_buffer kv, mv;
+    if (PyObject_GetBuffer(self->imsi_key, &kv, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (PyObject_GetBuffer(self->imsi_msisdn, &mv, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        PyBuffer_Release(&kv);
+        return 0;
+    }
+    const Column *kc = &self->imsi_key_col, *mc = &self->imsi_msisdn_col;
+    const char *keys = (const char *)kv.buf;
+    size_t lo = 0, hi = (size_t)(kv.len / kc->size);
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (column_item(kc, keys + mid * (size_t)kc->size) < imsi)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int ok = 1;
+    *msisdn = 0;
+    if (lo < (size_t)(kv.len / kc->size) && column_item(kc, keys + lo * (size_t)kc->size) == imsi) {
+        if ((Py_ssize_t)((lo + 1) * (size_t)mc->size) <= mv.len)
+            *msisdn = column_item(mc, (const char *)mv.buf + lo * (size_t)mc->size);
+        else
+            ok = 0;
+    }
+    PyBuffer_Release(&mv);
+    PyBuffer_Release(&kv);
+    return ok;
+}
+
 /* Parse one attach's raw values as eir.query.build_query does, for the common forms: 1 parsed into *a,
- * 0 not (a form left to Python, or a value Python refuses: it raises the error). A NULL time is now. */
+ * 0 not (a form left to Python, or a value Python refuses: it raises the error). A NULL time is now.
+ * take_imsi 0: every IMSI is left to Python (decide_raw: the replay's C edge writes a row it decided with
+ * the MSISDN of the row's msisdn field, which for an IMSI-only row is not the subscriber decided on). */
 static int
 parse_raw(FastCheck *self, PyObject *imei, PyObject *msisdn, PyObject *slot, PyObject *time, long long now,
-          PyObject *imsi, RawAttach *a)
+          PyObject *imsi, int take_imsi, RawAttach *a)
 {
     size_t n;
     const char *s = ascii_field(imei, &n);
@@ -84,12 +127,22 @@ parse_raw(FastCheck *self, PyObject *imei, PyObject *msisdn, PyObject *slot, PyO
     a->time = time == NULL ? now : raw_time(time);
     if (a->time == 0)
         return 0;
-    if (imsi != Py_None && !(PyUnicode_CheckExact(imsi) && PyUnicode_GET_LENGTH(imsi) == 0))
-        return 0; /* an IMSI: parsed, and perhaps looked up, in Python */
-    a->roamer = 0;
+    a->imsi = 0;
+    int imsi_home = 1;
+    if (imsi != Py_None && !(PyUnicode_CheckExact(imsi) && PyUnicode_GET_LENGTH(imsi) == 0)) {
+        if (!take_imsi || self->imsi_key == NULL || (s = ascii_field(imsi, &n)) == NULL)
+            return 0;
+        int mcc = 0;
+        if ((a->imsi = ident_imsi(s, n, &mcc)) == IDENT_DECLINE)
+            return 0;
+        imsi_home = (self->home_mcc[mcc >> 3] >> (mcc & 7)) & 1; /* str(imsi)[:3] in plan.home_mccs */
+    }
     if (msisdn == Py_None || (PyUnicode_CheckExact(msisdn) && PyUnicode_GET_LENGTH(msisdn) == 0)) {
-        a->sub = 0; /* neither an MSISDN nor an IMSI: an unknown subscriber */
-        return 1;
+        /* no MSISDN: the subscriber of a home IMSI (0 when unknown); a foreign IMSI is a roamer's; neither
+         * an MSISDN nor an IMSI is an unknown subscriber */
+        a->roamer = !imsi_home;
+        a->sub = 0;
+        return a->imsi == 0 || !imsi_home || imsi_msisdn(self, a->imsi, &a->sub);
     }
     s = ascii_field(msisdn, &n);
     if (s == NULL || self->nml < 0)
@@ -98,7 +151,7 @@ parse_raw(FastCheck *self, PyObject *imei, PyObject *msisdn, PyObject *slot, PyO
     a->sub = ident_msisdn(s, n, self->cc, self->cc_len, (size_t)self->nml, &home);
     if (a->sub == IDENT_DECLINE)
         return 0;
-    a->roamer = !home;
+    a->roamer = !(home && imsi_home);
     return 1;
 }
 
@@ -114,7 +167,7 @@ raw_entry(FastCheck *self, PyObject *const *args, Py_ssize_t nargs, const char *
         return NULL;
     }
     RawAttach a;
-    if (!parse_raw(self, args[0], args[1], args[2], args[3], 0, nargs > 4 ? args[4] : Py_None, &a))
+    if (!parse_raw(self, args[0], args[1], args[2], args[3], 0, nargs > 4 ? args[4] : Py_None, !want_query, &a))
         return Py_NewRef(Py_None);
     PyObject *made = NULL;
     int d = eir_fp_decide(self, a.imei, a.sub, a.slot, a.time, a.roamer, 1, &made);
@@ -189,14 +242,14 @@ eir_fp_parse_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs)
         PyObject *t = k > 3 ? PyList_GET_ITEM(p, 3) : Py_None;
         BatchItem *it = &slots[i];
         if (!parse_raw(self, PyList_GET_ITEM(p, 0), PyList_GET_ITEM(p, 1), k > 2 ? PyList_GET_ITEM(p, 2) : Py_None,
-                       t == Py_None ? NULL : t, now, k > 4 ? PyList_GET_ITEM(p, 4) : Py_None, &it->a))
+                       t == Py_None ? NULL : t, now, k > 4 ? PyList_GET_ITEM(p, 4) : Py_None, 1, &it->a))
             break;
         it->kind = it->a.roamer ? ITEM_ROAMER : ITEM_HOME;
     }
     return PyLong_FromSsize_t(i);
 }
 
-/* The Query build_query makes of a parsed item (no IMSI). */
+/* The Query build_query makes of a parsed item: Query(time, imei, msisdn, slot, roamer, imsi). */
 static PyObject *
 item_query(FastCheck *self, const RawAttach *a)
 {
@@ -204,12 +257,13 @@ item_query(FastCheck *self, const RawAttach *a)
         PyErr_SetString(PyExc_TypeError, "FastCheck built without query_type");
         return NULL;
     }
-    PyObject *v[5] = {PyLong_FromLongLong(a->time), PyLong_FromLongLong(a->imei), PyLong_FromLongLong(a->sub),
-                      PyLong_FromLongLong(a->slot), Py_NewRef(a->roamer ? Py_True : Py_False)};
+    PyObject *v[6] = {PyLong_FromLongLong(a->time), PyLong_FromLongLong(a->imei), PyLong_FromLongLong(a->sub),
+                      PyLong_FromLongLong(a->slot), Py_NewRef(a->roamer ? Py_True : Py_False),
+                      PyLong_FromLongLong(a->imsi)};
     PyObject *q = NULL;
-    if (v[0] != NULL && v[1] != NULL && v[2] != NULL && v[3] != NULL)
-        q = PyObject_Vectorcall(self->query_type, v, 5, NULL);
-    for (int j = 0; j < 5; j++)
+    if (v[0] != NULL && v[1] != NULL && v[2] != NULL && v[3] != NULL && v[5] != NULL)
+        q = PyObject_Vectorcall(self->query_type, v, 6, NULL);
+    for (int j = 0; j < 6; j++)
         Py_XDECREF(v[j]);
     return q;
 }
@@ -430,6 +484,18 @@ mod_parse_msisdn(PyObject *mod, PyObject *args)
 }
 
 static PyObject *
+mod_parse_imsi(PyObject *mod, PyObject *raw)
+{
+    size_t n;
+    const char *s = ascii_field(raw, &n);
+    int mcc = 0;
+    long long v = s == NULL ? IDENT_DECLINE : ident_imsi(s, n, &mcc);
+    if (v == IDENT_DECLINE)
+        return Py_NewRef(Py_None);
+    return Py_BuildValue("(Li)", v, mcc);
+}
+
+static PyObject *
 mod_parse_slot(PyObject *mod, PyObject *raw)
 {
     long long v = raw_slot(raw);
@@ -448,6 +514,7 @@ PyMethodDef eir_fp_parse_methods[] = {
      "parse_imei(raw, deny_invalid_check_digit, deny_test_imeis): the core, -1 (malformed) or None (Python's)."},
     {"parse_msisdn", mod_parse_msisdn, METH_VARARGS,
      "parse_msisdn(raw, country_code, national_mobile_length): (msisdn, is_home) or None (Python's)."},
+    {"parse_imsi", mod_parse_imsi, METH_O, "parse_imsi(raw): (imsi, its MCC as an int), or None (Python's)."},
     {"parse_slot", mod_parse_slot, METH_O, "parse_slot(raw): the slot, or None (Python's)."},
     {"parse_time", mod_parse_time, METH_O, "parse_time(raw): epoch seconds, or None (Python's)."},
     {NULL, NULL, 0, NULL},

@@ -1,6 +1,6 @@
 /* eir/_ident.h: the common forms of the SPEC §2 identifiers parsed in plain C (no Python API).
  *
- * The one C copy of eir/identifiers.py's IMEI and MSISDN rules, used by eir/_fastpath.c (the raw entry
+ * The one C copy of eir/identifiers.py's IMEI, MSISDN and IMSI rules, used by eir/_fastpath.c (the raw entry
  * point FastCheck.check_raw and the RPC batch loop). Each parser handles the forms the network actually
  * sends and answers IDENT_DECLINE for anything unusual (non-ASCII, blanks at the ends, rare prefixes,
  * numbers Python would refuse): the caller then runs eir.identifiers, which stays the reference and
@@ -141,6 +141,28 @@ ident_msisdn(const char *s, size_t n, const char *cc, size_t cc_len, size_t nml,
     for (size_t i = 0; i < len; i++)
         v = v * 10 + (buf[i] - '0');
     *home = len >= cc_len && memcmp(buf, cc, cc_len) == 0;
+    return v;
+}
+
+/* eir.identifiers.parse_imsi of an ASCII string s[0..n): the IMSI (6-15 digits, the first not 0: > 0) with
+ * its first three digits (the MCC, str(imsi)[:3]) in *mcc, or IDENT_DECLINE for every other form and for
+ * every value Python refuses (it raises the error). An empty s is no IMSI: the caller's to see first. */
+static inline long long
+ident_imsi(const char *s, size_t n, int *mcc)
+{
+    if (n > 0 && (ident_is_space((unsigned char)s[0]) || ident_is_space((unsigned char)s[n - 1])))
+        return IDENT_DECLINE; /* strip() and what follows: Python */
+    if (ident_prefix_ci(s, n, "imsi-")) {
+        s += 5;
+        n -= 5;
+    }
+    if (n < 6 || n > 15 || !ident_all_digits(s, n) || s[0] == '0')
+        return IDENT_DECLINE;
+    long long v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = v * 10 + (s[i] - '0');
+    /* no leading zero: str(int(s)) is s, and its first three characters are these */
+    *mcc = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
     return v;
 }
 

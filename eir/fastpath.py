@@ -25,7 +25,10 @@ NOT_ACTIVATED with their deadline, a new Decision each; another ~7% of the demo 
 The accelerator also takes an attach's raw values (:meth:`FastCheck.check_raw`): the common forms of the
 identifiers are parsed in C as :func:`eir.query.build_query` parses them (eir/_ident.h), so the common
 attach needs no Query at all; any other form, every error and every other attach return None, and the
-caller takes the Python path (tests/test_fastpath_raw.py holds the C parsing to eir.identifiers).
+caller takes the Python path (tests/test_fastpath_raw.py holds the C parsing to eir.identifiers). An IMSI
+is parsed there too, its MCC checked against the plan's home MCCs and, given without an MSISDN, its
+subscriber looked up in the index's IMSI columns (:meth:`eir.index.Index.imsi_columns`) as
+:meth:`~eir.index.Index.msisdn_for_imsi` does.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ class FastCheck(Protocol):
     def decide_raw(self, imei: object, msisdn: object, slot: object, time: object, imsi: object = None,
                    /) -> Decision | Query | None:
         """As :meth:`check_raw`, but where it parses the values and the attach is not the common one, the
-        Query that build_query would make of them (nothing recorded: the caller runs Engine.check)."""
+        Query that build_query would make of them (nothing recorded: the caller runs Engine.check). Every
+        attach with an IMSI is None (the replay's C edge writes a decided row with the row's own MSISDN)."""
 
     def parse_items(self, items: list[Any], start: int, end: int, now: int, buf: bytearray, /) -> int:
         """Parse ``check_batch`` items ``start..`` into ``buf`` (:data:`BATCH_ITEM_SIZE` bytes per item,
@@ -154,5 +158,6 @@ def accelerator(bundle: Bundle, state: MemoryState) -> FastCheck | None:
         restricted=(GraceKind.CLONE, GraceKind.OWNERSHIP, Reason.CLONE_GRACE, Reason.OWNERSHIP_GRACE,
                     CONST[Reason.CLONE_BLOCKED], CONST[Reason.OWNERSHIP_BLOCKED]),
         exceptions=(*idx.exception_data(), HAS_OPERATOR_SIMS, HAS_PRE_REGISTRY_USERS),
-        unregistered=_unregistered(bundle, state))
+        unregistered=_unregistered(bundle, state),
+        imsi=(r.plan.home_mccs, *idx.imsi_columns()))
     return fast

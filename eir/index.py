@@ -228,6 +228,11 @@ class Index:
         written through."""
         return self._msisdn_key, self._msisdn_row, self._sub_nid
 
+    def imsi_columns(self) -> tuple[array[int], array[int]]:
+        """What :meth:`msisdn_for_imsi` reads (the sorted IMSIs, each one's MSISDN), for the C accelerator,
+        which bisects them as it does. Never to be written through."""
+        return self._imsi_key, self._imsi_msisdn
+
     def device_of(self, core: int) -> int:
         """The device id of an IMEI core, or -1."""
         return (self.lookup(core) >> 1) - 1

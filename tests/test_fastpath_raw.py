@@ -18,15 +18,32 @@ from hypothesis import strategies as st
 from eir import fastpath
 from eir.demo import write_demo
 from eir.engine import Bundle, Engine
-from eir.identifiers import IdentifierError, ImeiPolicy, NumberingPlan, imei15, parse_imei, parse_msisdn, parse_slot
+from eir.identifiers import (
+    IdentifierError,
+    ImeiPolicy,
+    NumberingPlan,
+    imei15,
+    parse_imei,
+    parse_imsi,
+    parse_msisdn,
+    parse_slot,
+)
 from eir.index import Index
 from eir.query import RequestError, build_query, parse_time
 from eir.replay import read_rows
 from eir.rules import RuleSet
 from eir.snapshot import build_snapshot
 from eir.state import MemoryState
-from tests.conftest import T0
-from tests.strategies import DIGITS, attach_sequences, imei_forms, msisdn_forms, small_registries
+from tests.conftest import T0, rules_with
+from tests.strategies import (
+    DIGITS,
+    POOL_SUBSCRIBERS,
+    attach_sequences,
+    imei_forms,
+    imsis,
+    msisdn_forms,
+    small_registries,
+)
 from tests.test_fastpath import RULES, _index, state_view
 
 pytestmark = pytest.mark.skipif(not fastpath.available(), reason="eir._fastpath is not built")
@@ -91,6 +108,27 @@ def test_c_msisdn_parse_takes_every_common_form(form: tuple[int, str]) -> None:
     plan = NumberingPlan()
     assert _fastpath.parse_msisdn(raw, plan.country_code, plan.national_mobile_length) == (
         msisdn, str(msisdn).startswith("98"))
+
+
+_imsi_text = st.one_of(
+    imsis.map(str),
+    st.tuples(st.sampled_from(["", "imsi-", "IMSI-", "iMsI-", "imsi", "imsi- ", " ", "0", "imei-"]), _digit_runs,
+              st.sampled_from(["", " ", "\n", "x"])).map("".join),
+    _junk, st.text(max_size=70))
+
+
+@given(_imsi_text)
+def test_c_imsi_parse_is_eir_identifiers(raw: str) -> None:
+    got = _fastpath.parse_imsi(raw)
+    if got is not None:  # parsed in C: Python accepts it too, with the same IMSI and MCC (str(imsi)[:3])
+        imsi, mcc = got
+        assert imsi == _python(parse_imsi, raw), raw
+        assert str(mcc) == str(imsi)[:3], raw
+
+
+@given(imsis, st.sampled_from(["", "imsi-", "IMSI-", "Imsi-"]))
+def test_c_imsi_parse_takes_every_common_form(imsi: int, prefix: str) -> None:
+    assert _fastpath.parse_imsi(prefix + str(imsi)) == (imsi, int(str(imsi)[:3]))
 
 
 def _python(fn: Any, raw: object) -> object:
@@ -172,6 +210,42 @@ def test_check_raw_equals_the_python_path(records: list[dict[str, Any]], rows: l
     assert fast[2][0] == slow[2][0]
 
 
+# The pool's subscribers with an IMSI record: home IMSIs (their MSISDN comes from the index when only the
+# IMSI is given) and one in another MCC, home only under the "mcc2" rules.
+_SUB_IMSIS = {POOL_SUBSCRIBERS[0]: 432110000000001, POOL_SUBSCRIBERS[1]: 432110000000002,
+              POOL_SUBSCRIBERS[2]: 432351234567, POOL_SUBSCRIBERS[3]: 310150000000001}
+_IMSI_RULES = {**RULES, "mcc2": rules_with(RULES["default"], policy={"home_mcc": ["432", "310"]}),
+               "no_exempt": rules_with(RULES["default"], roamers={"exempt": False})}
+
+
+@st.composite
+def imsi_rows(draw: st.DrawFn, rows: list[tuple[int, str, str, int]]) -> list[Raw]:
+    """The attaches carrying IMSIs in every form: the subscriber's own (with its MSISDN, without it, with a
+    foreign one), unknown home and foreign IMSIs, and forms the C parser leaves to Python or Python refuses."""
+    out: list[Raw] = []
+    for t, imei, msisdn, slot in rows:
+        own = _SUB_IMSIS.get(msisdn, 432999999999999)
+        imsi: object = draw(st.sampled_from([
+            str(own), str(own), "imsi-" + str(own), "IMSI-" + str(own), "432999999999999", "310260000000042",
+            "99912345", None, "", " " + str(own), "0" + str(own), "43211", own, "imsi-", "imsi-" + str(own) + " "]))
+        m: object = draw(st.sampled_from([msisdn, None, None, "", "+4915112345678", msisdn[1:], "0912"]))
+        out.append((draw(st.sampled_from([imei, imei[:14], "imei-" + imei])), m,
+                    draw(st.sampled_from([slot, None, str(slot)])), t, imsi))
+    return out
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_registries(), st.one_of(attach_sequences(T0, 60), attach_sequences(T0, 60, dense=True)).flatmap(imsi_rows),
+       st.sampled_from(sorted(_IMSI_RULES)))
+def test_check_raw_with_imsis_equals_the_python_path(records: list[dict[str, Any]], rows: list[Raw],
+                                                     rules: str) -> None:
+    subs = [{"type": "subscriber", "msisdn": m, "imsi": str(i)} for m, i in _SUB_IMSIS.items()]
+    index, r = _index(records + subs), _IMSI_RULES[rules]
+    fast, slow = run_raw(index, r, rows, True), run_raw(index, r, rows, False)
+    assert fast[:2] == slow[:2]
+    assert fast[2][0] == slow[2][0]
+
+
 def test_check_raw_on_the_demo_mix(tmp_path: Path) -> None:
     # The demo attach log as a replay reads it (strings as given, time already parsed): most rows are
     # decided by check_raw, all exactly as the Python path decides them.
@@ -202,8 +276,7 @@ def test_check_raw_declines_without_touching_state() -> None:
     assert fast.check_raw(*ok).reason.value == "OWNER"
     assert fast.check_raw("imei-356938035643809", "+989127654321", "2", float(T0)).reason.value == "REGISTERED"
     before = state_view(state)
-    for raw in [("356938035643809", "09121234567", 1, T0, "432111234567890"),  # an IMSI
-                ("356938035643809", "09121234567", 17, T0),  # bad slot
+    for raw in [("356938035643809", "09121234567", 17, T0),  # bad slot
                 ("356938035643809", "09121234567", 1, "2026-11-01T00:00:00Z"),  # ISO time
                 ("356938035643809", "0912", 1, T0),  # not E.164
                 ("356938035643809", 9121234567, 1, T0),  # an int MSISDN
@@ -214,3 +287,35 @@ def test_check_raw_declines_without_touching_state() -> None:
     with pytest.raises(TypeError):
         fast.check_raw("356938035643809", "09121234567", 1)
 
+
+
+def test_check_raw_takes_imsis() -> None:
+    index = _index([{"type": "device", "imeis": ["356938035643809"], "owner": "09121234567"},
+                    {"type": "subscriber", "msisdn": "989121234567", "imsi": "432111234567890"}])
+    state = MemoryState()
+    fast = fastpath.accelerator(Bundle.of(index, RULES["default"]), state)
+    assert fast is not None
+    imei = "356938035643809"
+    # Declined, nothing touched: forms the C parser leaves to Python, IMSIs Python refuses.
+    for imsi in [" 432111234567890", "0432111234567890", "43211", "imsi-", "imsi 432111234567890",
+                 432111234567890, "4321112345678901", "432111234567890\n", "۴32111234567890"]:
+        assert fast.check_raw(imei, None, 1, T0, imsi) is None, imsi
+    assert state.histories == {}
+    # A foreign IMSI alone, or beside a home MSISDN: an (exempt) roamer, not recorded.
+    assert fast.check_raw(imei, None, 1, T0, "310111234567890").reason.value == "ROAMER_EXEMPT"
+    assert fast.check_raw(imei, "09121234567", 1, T0, "310111234567890").reason.value == "ROAMER_EXEMPT"
+    assert state.histories == {}
+    # A home IMSI alone: its subscriber from the index (the owner), recorded under the MSISDN.
+    assert fast.check_raw(imei, None, 1, T0, "432111234567890").reason.value == "OWNER"
+    assert fast.check_raw(imei, "", 1, T0 + 60, "IMSI-432111234567890").reason.value == "OWNER"
+    assert fast.check_raw(imei, "09121234567", 1, T0 + 120, "imsi-432111234567890").reason.value == "OWNER"
+    assert state_view(state)["histories"][35693803564380][:2] == (989121234567, T0 + 120)
+    # decide_raw (the replay's C edge writes the row's own msisdn field) leaves every IMSI to Python.
+    assert fast.decide_raw(imei, None, 1, T0 + 180, "432111234567890") is None
+    # Index columns the accelerator cannot read in place: IMSIs go to Python.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Index, "imsi_columns", lambda self: (list(self._imsi_key), list(self._imsi_msisdn)))
+        other = fastpath.accelerator(Bundle.of(index, RULES["default"]), MemoryState())
+        assert other is not None
+        assert other.check_raw(imei, None, 1, T0, "432111234567890") is None
+        assert other.check_raw(imei, "09121234567", 1, T0) is not None

@@ -142,7 +142,7 @@ class Batch:
         i = start
         while i < end:
             i = fast.parse_items(items, i, end, now, buf)
-            if i < end:  # an item the C parser leaves to Python (an unusual form, an IMSI, or an error)
+            if i < end:  # an item the C parser leaves to Python (an unusual form or an error)
                 try:
                     queries[i] = parse_params(b, items[i], now)
                 except RequestError as e:

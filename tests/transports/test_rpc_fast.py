@@ -69,7 +69,8 @@ _item = st.tuples(
     st.sampled_from(_IMEIS), _MSISDNS,
     _mostly([None, 1, 2, "2", ""], [0, 17, "x", True]),
     _mostly([None, T0 + 60, T0 + 3 * 86_400 + 0.5, "2026-11-02T00:00:00Z"], ["bad", True, 10]),
-    _mostly([None, "", None, "", OWNER_IMSI, "310111234567890"], [12]),
+    _mostly([None, "", None, "", OWNER_IMSI, "310111234567890", "imsi-" + OWNER_IMSI, "IMSI-432111234567891",
+             "432999999999999", " " + OWNER_IMSI], [12, "0" + OWNER_IMSI, "imsi-"]),
     _mostly([2, 3, 4, 5], [1, 6]),
 ).map(lambda t: list(t[: t[5]]) if t[5] <= 5 else 7)  # 7: not a list; 6 fields are not a query either
 _request = st.one_of(
@@ -118,6 +119,24 @@ def test_common_items_are_decided_in_c(snapshot: Path) -> None:
     assert fast == serve(snapshot, [("check_batch", [items]), ("check", [OWNED, OWNER])], False)
     decisions = {r.value: n for r, n in fast[1].items() if n}
     assert decisions["OWNER"] == 9 and decisions["BLACKLISTED"] == 4
+
+
+def test_imsi_items_are_decided_in_c(snapshot: Path) -> None:
+    # Attaches carrying an IMSI (with or without the MSISDN, home or foreign) take no Python decision.
+    items = [[OWNED, None, None, None, OWNER_IMSI], [OWNED, "", 1, None, "imsi-" + OWNER_IMSI],
+             [OWNED, OWNER, 1, None, OWNER_IMSI], [OWNED, None, None, None, "310111234567890"],
+             [OWNED, OWNER, 1, None, "310111234567890"]]
+    requests = [("check_batch", [items]), ("check", [OWNED, None, None, None, OWNER_IMSI])]
+    from eir.engine import Engine
+    from eir.transports import rpc_batch
+
+    python = AssertionError("decided in Python")
+    with patch.object(rpc_batch.Batch, "_check_one", side_effect=python), \
+            patch.object(Engine, "check", side_effect=python):
+        fast = serve(snapshot, requests, True)
+    assert fast == serve(snapshot, requests, False)
+    decisions = {r.value: n for r, n in fast[1].items() if n}
+    assert decisions == {"OWNER": 4, "ROAMER_EXEMPT": 2}
 
 
 def test_a_non_ascii_digit_time_is_invalid_params(snapshot: Path) -> None:
