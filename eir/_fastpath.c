@@ -195,11 +195,30 @@ imei_code(FastCheck *self, unsigned long long mkey, long long *code)
     return *code == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
+/* The cell of imei in a Histories table, or NULL when it holds none (*err set on error). */
+static inline const HCell *
+table_cell(Histories *t, long long imei, int *err)
+{
+    *err = ht_ready(t);
+    if (*err < 0)
+        return NULL;
+    const HCell *c = ht_find(t, (uint64_t)imei + 1);
+    return c->key != 0 ? c : NULL;
+}
+
 /* Whether the subscriber holds a grace on the IMEI (eir.decide._allowed then drops it: Python). */
 static int
-has_grace(FastCheck *self, PyObject *imei_obj, long long sub)
+has_grace(FastCheck *self, PyObject *imei_obj, long long imei, long long sub)
 {
-    int rc = PyDict_Contains(self->grace_imeis, imei_obj);
+    int rc;
+    if (self->gi_table != NULL) {
+        int err;
+        rc = table_cell(self->gi_table, imei, &err) != NULL;
+        if (err < 0)
+            return -1;
+    } else {
+        rc = PyDict_Contains(self->grace_imeis, imei_obj);
+    }
     if (rc <= 0)
         return rc;
     PyObject *sub_obj = PyLong_FromLongLong(sub);
@@ -219,11 +238,24 @@ has_grace(FastCheck *self, PyObject *imei_obj, long long sub)
 
 /* Whether the IMEI has an enforced clone detection (eir.decide then treats the device as cloned). */
 static int
-is_detected(FastCheck *self, PyObject *imei_obj)
+is_detected(FastCheck *self, PyObject *imei_obj, long long imei)
 {
-    PyObject *det = PyDict_GetItemWithError(self->detections, imei_obj); /* borrowed */
-    if (det == NULL)
-        return PyErr_Occurred() ? -1 : 0;
+    PyObject *det; /* borrowed */
+    if (self->det_table != NULL) {
+        int err;
+        const HCell *c = table_cell(self->det_table, imei, &err);
+        if (c == NULL)
+            return err;
+        if (c->count != 0) {
+            PyErr_SetString(PyExc_TypeError, "detections: an int where a Detection was expected");
+            return -1;
+        }
+        det = c->u.obj;
+    } else {
+        det = PyDict_GetItemWithError(self->detections, imei_obj);
+        if (det == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+    }
     PyObject *enforced = PyObject_GetAttr(det, s_enforced);
     if (enforced == NULL)
         return -1;
@@ -471,7 +503,7 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
     int rc = 0;
     if (!cloned) {
         /* An enforced clone detection makes the device cloned; otherwise the clone check may run. */
-        rc = is_detected(self, imei_obj);
+        rc = is_detected(self, imei_obj, imei);
         if (rc > 0) {
             /* cloned after all: the owner is allowed, anyone else restricted */
             activation = 0, rc = 0;
@@ -499,7 +531,7 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
         }
     }
     if (rc == 0 && sub != 0)
-        rc = has_grace(self, imei_obj, sub);
+        rc = has_grace(self, imei_obj, imei, sub);
     if (rc == 0 && activation)
         return activation_made(self, imei_obj, imei, sub, slot, t, ints, q, dev);
     if (rc == 0 && sub != 0)
@@ -509,9 +541,9 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
 }
 
 /* A batch's later attach, prefetched while earlier ones are decided (eir_fp_decide_items): its misses then
- * overlap the work of the attaches before it instead of stalling its own. Stage 1 (well ahead) fetches the
- * IMEI's map and history cells; stage 2 (nearer) reads the map cell, by then in cache, and fetches the
- * device's flags and owner. Only hints: nothing is read that decide_core would not read, nothing
+ * overlap the work of the attaches before it instead of stalling its own. Stage 1 (well ahead) fetches
+ * the IMEI's map, history, detection and grace cells; stage 2 (nearer) reads the map cell, by then in
+ * cache, and fetches the device's flags and owner. Only hints: nothing is read that decide_core would not read, nothing
  * changes, and a stale guess costs nothing but the fetch. */
 void
 eir_fp_prefetch(FastCheck *self, long long imei, int stage)
@@ -525,6 +557,10 @@ eir_fp_prefetch(FastCheck *self, long long imei, int stage)
         Histories *table = self->table;
         if (table != NULL && table->cells != NULL)
             ht_prefetch(table, (uint64_t)imei + 1);
+        if (self->det_table != NULL && self->det_table->cells != NULL)
+            ht_prefetch(self->det_table, (uint64_t)imei + 1);
+        if (self->gi_table != NULL && self->gi_table->cells != NULL)
+            ht_prefetch(self->gi_table, (uint64_t)imei + 1);
         return;
     }
     uint64_t code;

@@ -66,8 +66,8 @@ typedef struct {
     PyObject *flags;        /* array of device flags */
     PyObject *owner;        /* array of device owners (0 = none) */
     PyObject *histories;    /* dict or Histories table: imei -> packed int | History */
-    PyObject *detections;   /* dict imei -> Detection */
-    PyObject *grace_imeis;  /* dict imei -> count */
+    PyObject *detections;   /* dict or Histories table: imei -> Detection */
+    PyObject *grace_imeis;  /* dict or Histories table: imei -> count */
     PyObject *graces;       /* dict (imei, msisdn, kind) -> Grace */
     PyObject *observe;      /* state.observe (bound), or NULL when the packed update is done here */
     PyObject *memory_observe; /* MemoryState.observe bound to the state (the History form) */
@@ -91,6 +91,7 @@ typedef struct {
     /* the memory layout of the common attach's data (see eir_fp_decide_common) */
     struct eir_presh_map *pmap; /* imei_map when read in place, else NULL */
     struct eir_histories *table; /* histories when it is a Histories table, else NULL (a dict) */
+    struct eir_histories *det_table, *gi_table; /* detections, grace_imeis when Histories tables, else NULL */
     Column flags_col, owner_col;
     /* the Query's slots (imei, msisdn, slot, time, roamer) as offsets in a query_type instance; 0: unknown */
     Py_ssize_t q_off[5];

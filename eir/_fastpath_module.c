@@ -250,8 +250,8 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
     long long origin_mask = 0, pre_registry = 0;
     PyObject *history_type = NULL, *outcomes = Py_None, *restricted = Py_None, *exceptions = Py_None;
     PyObject *unregistered = Py_None, *imsi = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO!O!O!OOO!LLKppp|pps#nOLLO!OOOOO", kwlist, &imei_map, &flags,
-                                     &owner, &histories, &PyDict_Type, &detections, &PyDict_Type, &grace_imeis,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOO!OOO!LLKppp|pps#nOLLO!OOOOO", kwlist, &imei_map, &flags,
+                                     &owner, &histories, &detections, &grace_imeis,
                                      &PyDict_Type, &graces, &observe, &memory_observe, &PyTuple_Type, &decisions,
                                      &blocked, &cloned, &key_mix, &restrict_non_owner, &clone_detect,
                                      &roamers_exempt, &deny_check, &deny_test, &cc, &cc_len, &nml, &query_type,
@@ -268,6 +268,12 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
     }
     if (!PyDict_CheckExact(histories) && !Py_IS_TYPE(histories, &HistoriesType)) {
         PyErr_SetString(PyExc_TypeError, "histories must be a dict or a Histories table");
+        return -1;
+    }
+    /* MemoryState keys these by IMEI core too: the same table when the accelerator is built (eir.state) */
+    if ((!PyDict_CheckExact(detections) && !Py_IS_TYPE(detections, &HistoriesType))
+            || (!PyDict_CheckExact(grace_imeis) && !Py_IS_TYPE(grace_imeis, &HistoriesType))) {
+        PyErr_SetString(PyExc_TypeError, "detections and grace_imeis must be dicts or Histories tables");
         return -1;
     }
     self->deny_invalid_check_digit = deny_check;
@@ -307,6 +313,8 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
     self->origin_mask = origin_mask;
     self->pre_registry = pre_registry;
     self->table = Py_IS_TYPE(histories, &HistoriesType) ? (Histories *)histories : NULL;
+    self->det_table = Py_IS_TYPE(detections, &HistoriesType) ? (Histories *)detections : NULL;
+    self->gi_table = Py_IS_TYPE(grace_imeis, &HistoriesType) ? (Histories *)grace_imeis : NULL;
     self->flags_col = column_of(flags);
     self->owner_col = column_of(owner);
     int direct = presh_direct(imei_map);

@@ -13,7 +13,7 @@ import secrets
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from eir.events import Event
 from eir.native import FASTPATH_ABI, load
@@ -157,6 +157,13 @@ def new_histories() -> MutableMapping[int, Observed]:
     return {} if _TABLE is None else _TABLE()
 
 
+def new_imei_map() -> MutableMapping[int, Any]:
+    """An empty mapping keyed by IMEI cores (detections, grace_imeis): the same C table when available, so
+    the accelerator's lookups of every attach are one prefetched cell instead of a dict probe; else a
+    dict. Both hold and return the same values (the table keeps any object)."""
+    return {} if _TABLE is None else _TABLE()
+
+
 def history_last_time(v: Observed) -> int:
     """The time of the IMEI's last attach."""
     return v & TIME_MASK if isinstance(v, int) else v.last_time
@@ -193,7 +200,7 @@ class MemoryState:
     def __init__(self, keep_outbox: bool = True, histories: MutableMapping[int, Observed] | None = None) -> None:
         self.keep_outbox = keep_outbox  # a replay streams events to a file instead of keeping them
         self.graces: dict[tuple[int, int, int], Grace] = {}
-        self.grace_imeis: dict[int, int] = {}  # imei -> number of grace records (fast "has any")
+        self.grace_imeis: MutableMapping[int, int] = new_imei_map()  # imei -> grace records (fast "has any")
         self.activations: dict[int, Activation] = {}
         self.windows: dict[int, TravelerWindow] = {}
         self.quotas: dict[str, int] = {}
@@ -202,7 +209,7 @@ class MemoryState:
         # The table records most attaches itself (observe below): packed in place, Histories in C.
         self._table_observe: Callable[[int, int, int, int, type[History]], bool] | None = (
             getattr(self.histories, "observe", None) if type(self.histories) is _TABLE else None)
-        self.detections: dict[int, Detection] = {}
+        self.detections: MutableMapping[int, Detection] = new_imei_map()
         self.marks: dict[tuple[str, int, int, int], int] = {}
         self.enforced: deque[int] = deque()  # times of enforced detections (safety bound, last hour)
         self.events: list[Event] = []
