@@ -9,7 +9,8 @@
  * the control plane changes (Index.set_operator_sim), so the C reading sees each change as
  * Index.operator_sim does; the pre-registry users from their two columns, which nothing changes after
  * the snapshot is loaded. Anything not of the form Index makes is left to Python. Past a running grace's
- * deadline, or within its reminder window, grace_quiet decides when the notice is not due.
+ * deadline, or within its reminder window, grace_quiet decides when the notice is not due; where decide's
+ * clone check runs but cannot find a switch-back, seen_within_window says so.
  */
 #ifndef EIR_ALLOWED_H
 #define EIR_ALLOWED_H
@@ -160,6 +161,40 @@ grace_quiet(FastCheck *self, int k, long long imei, long long sub, long long t, 
     eir_fp_made_set(self, reason, deadline);
     Py_DECREF(reason);
     return 1;
+}
+
+/* decide._detect_clone's first test, for a History h whose last subscriber is not sub: whether sub attached
+ * this IMEI within the clone window (History.last_seen(sub) > t - clone_window_s), the only case in which
+ * the clone check can have effects (a switch-back). 1 yes or not known here (Python), 0 no, -1 error. */
+static int
+seen_within_window(FastCheck *self, PyObject *h, long long sub, long long t)
+{
+    static PyObject *s_seen;
+    if (self->clone_window_s <= 0)
+        return 1; /* not configured */
+    if (s_seen == NULL && (s_seen = PyUnicode_InternFromString("seen")) == NULL)
+        return -1;
+    PyObject *seen = PyObject_GetAttr(h, s_seen);
+    if (seen == NULL)
+        return -1;
+    int rc = PyDict_CheckExact(seen) ? 0 : 1;
+    long long best = 0;
+    Py_ssize_t pos = 0;
+    PyObject *k, *v; /* borrowed */
+    while (rc == 0 && PyDict_Next(seen, &pos, &k, &v)) {
+        long long key, last;
+        /* History.seen: msisdn << SLOT_BITS | slot -> [first, last, count] */
+        if (eir_fp_steal_ll(Py_NewRef(k), &key) != 0 || !PyList_CheckExact(v) || PyList_GET_SIZE(v) < 2) {
+            rc = 1;
+        } else if (key >> SLOT_BITS == sub) {
+            if (eir_fp_steal_ll(Py_NewRef(PyList_GET_ITEM(v, 1)), &last) != 0)
+                rc = 1;
+            else if (last > best)
+                best = last;
+        }
+    }
+    Py_DECREF(seen);
+    return rc != 0 ? rc : best != 0 && best > t - self->clone_window_s;
 }
 
 #endif /* EIR_ALLOWED_H */

@@ -264,11 +264,12 @@ is_detected(FastCheck *self, PyObject *imei_obj, long long imei)
     return rc;
 }
 
-/* Whether eir.decide would run the clone check (decide._detect_clone: it may find a switch-back): the
- * history is a History (a packed one has a single subscriber, the last) whose last subscriber is another
- * one. 1 also for a value that is not a History as eir.state makes them (Python judges it). */
+/* Whether eir.decide's clone check (decide._detect_clone) may find a switch-back: the history is a History
+ * (a packed one has a single subscriber, the last) whose last subscriber is another one, and this one
+ * attached within the clone window (seen_within_window, eir/_allowed.h). 1 also for a value that is not a
+ * History as eir.state makes them (Python judges it). */
 static int
-may_switch_back(FastCheck *self, PyObject *imei_obj, long long imei, long long sub)
+may_switch_back(FastCheck *self, PyObject *imei_obj, long long imei, long long sub, long long t)
 {
     PyObject *h = NULL; /* borrowed */
     Histories *table = self->table;
@@ -291,7 +292,12 @@ may_switch_back(FastCheck *self, PyObject *imei_obj, long long imei, long long s
     int rc = Py_IS_TYPE(h, (PyTypeObject *)self->history_type) ? get_ll(h, s_last_msisdn, &last, NULL) : 1;
     if (rc != 0)
         return rc;
-    return last != 0 && last != sub;
+    if (last == 0 || last == sub)
+        return 0;
+    Py_INCREF(h);
+    rc = seen_within_window(self, h, sub, t);
+    Py_DECREF(h);
+    return rc;
 }
 
 /* Record the attach as Engine.check does (a known home subscriber on a well-formed IMEI): the packed
@@ -512,7 +518,7 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
             else
                 restricted = 1, result = FP_MADE;
         } else if (rc == 0 && self->clone_detect && sub != 0) {
-            rc = may_switch_back(self, imei_obj, imei, sub);
+            rc = may_switch_back(self, imei_obj, imei, sub, t);
         }
     }
     if (rc == 0 && restricted) {

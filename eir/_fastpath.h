@@ -10,7 +10,7 @@
 #include "_ident.h"
 
 /* Raised whenever the interface with eir/fastpath.py or eir/state.py changes (eir.native.FASTPATH_ABI). */
-#define EIR_FASTPATH_ABI 4
+#define EIR_FASTPATH_ABI 5
 #define SLOT_BITS 5
 #define TIME_BITS 32
 #define TIME_MASK 0xFFFFFFFFLL
@@ -77,6 +77,7 @@ typedef struct {
     unsigned long long key_mix; /* eir.registry.KEY_MIX */
     int restrict_non_owner;
     int clone_detect;
+    long long clone_window_s; /* rules [clone] window (0: every possible switch-back left to Python) */
     int roamers_exempt;
     /* the raw entry point's parsing policy (rules [imei] and the numbering plan) */
     int deny_invalid_check_digit;

@@ -239,7 +239,7 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
                              "restrict_non_owner", "clone_detect", "roamers_exempt", "deny_invalid_check_digit",
                              "deny_test_imeis", "country_code", "national_mobile_length", "query_type",
                              "origin_mask", "pre_registry_origin", "history_type", "outcomes", "restricted",
-                             "exceptions", "unregistered", "imsi", NULL};
+                             "exceptions", "unregistered", "imsi", "clone_window_s", NULL};
     PyObject *imei_map, *flags, *owner, *histories, *detections, *grace_imeis, *graces, *observe, *memory_observe;
     PyObject *decisions, *query_type = Py_None;
     long long blocked, cloned;
@@ -250,13 +250,14 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
     long long origin_mask = 0, pre_registry = 0;
     PyObject *history_type = NULL, *outcomes = Py_None, *restricted = Py_None, *exceptions = Py_None;
     PyObject *unregistered = Py_None, *imsi = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOO!OOO!LLKppp|pps#nOLLO!OOOOO", kwlist, &imei_map, &flags,
+    long long clone_window_s = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOO!OOO!LLKppp|pps#nOLLO!OOOOOL", kwlist, &imei_map, &flags,
                                      &owner, &histories, &detections, &grace_imeis,
                                      &PyDict_Type, &graces, &observe, &memory_observe, &PyTuple_Type, &decisions,
                                      &blocked, &cloned, &key_mix, &restrict_non_owner, &clone_detect,
                                      &roamers_exempt, &deny_check, &deny_test, &cc, &cc_len, &nml, &query_type,
                                      &origin_mask, &pre_registry, &PyType_Type, &history_type, &outcomes,
-                                     &restricted, &exceptions, &unregistered, &imsi))
+                                     &restricted, &exceptions, &unregistered, &imsi, &clone_window_s))
         return -1;
     if (outcomes_set(self, outcomes) < 0 || eir_fp_restricted_set(self, restricted) < 0
             || exceptions_set(self, exceptions) < 0 || unregistered_set(self, unregistered) < 0
@@ -310,6 +311,7 @@ FastCheck_init(FastCheck *self, PyObject *args, PyObject *kwds)
     self->key_mix = key_mix;
     self->restrict_non_owner = restrict_non_owner;
     self->clone_detect = clone_detect;
+    self->clone_window_s = clone_window_s;
     self->origin_mask = origin_mask;
     self->pre_registry = pre_registry;
     self->table = Py_IS_TYPE(histories, &HistoriesType) ? (Histories *)histories : NULL;

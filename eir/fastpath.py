@@ -151,6 +151,7 @@ def accelerator(bundle: Bundle, state: MemoryState) -> FastCheck | None:
         observe=state.observe if own_observe else None, memory_observe=state.observe,
         graces=state.graces, decisions=tuple(CONST[reason] for reason in FAST_REASONS), blocked_flag=BLOCKED,
         cloned_flag=CLONED, key_mix=KEY_MIX, restrict_non_owner=r.restrict_non_owner, clone_detect=r.clone_detect,
+        clone_window_s=r.clone_window_s,
         roamers_exempt=r.roamers_exempt, deny_invalid_check_digit=r.imei.deny_invalid_check_digit,
         deny_test_imeis=r.imei.deny_test_imeis, country_code=r.plan.country_code,
         national_mobile_length=r.plan.national_mobile_length, query_type=Query, origin_mask=ORIGIN_MASK,

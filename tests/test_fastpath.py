@@ -427,3 +427,31 @@ def test_a_grace_past_its_deadline_or_reminder_without_a_due_notice_is_decided_i
     ]
     assert [e["type"] for e in fast[1]] == ["OWNERSHIP_GRACE_STARTED", "GRACE_REMINDER", "OWNERSHIP_BLOCKED",
                                             "OWNERSHIP_BLOCKED"]
+
+
+@needs_fastpath
+def test_a_clone_check_that_cannot_find_a_switch_back_is_decided_in_c() -> None:
+    # eir/_allowed.h seen_within_window: the clone check runs when someone other than the last subscriber
+    # attaches; only an attach by one seen within the clone window can be a switch-back (Python: effects).
+    r = RULES["default"]
+    a, b, core, w = 989121234567, 989127654321, 35693803564380, r.clone_window_s
+    steps: list[Query | tuple[int, int, int]] = [
+        Query(T0, core, a), Query(T0 + 60, core, b),  # b: never seen before (C)
+        Query(T0 + 120, core, a),  # a, seen within the window: a switch-back (Python)
+        Query(T0 + 2 * w, core, b),  # b, last seen longer ago than the window: no switch-back (C)
+        Query(T0 + 2 * w + 60, core, a, 2),  # a on another slot, last seen long ago (C)
+        Query(T0 + 2 * w + 120, core, b),  # b within the window again (Python)
+    ]
+    runs = []
+    for accelerate in (True, False):
+        index = _index([{"type": "device", "imeis": ["356938035643809"], "owner": "09121234567"}])
+        state = MemoryState() if accelerate else MemoryState(histories={})
+        engine = Engine(Bundle.of(index, r), state, accelerate=accelerate)
+        with pytest.MonkeyPatch.context() as mp:
+            taken, out = _python_decides(engine, steps, index, mp)
+        runs.append((taken, out, state_view(state)))
+    (taken, *fast), (_, *slow) = runs
+    assert fast == slow
+    assert [(x.value, py) for x, py in taken] == [("OWNER", False), ("REGISTERED", False), ("OWNER", True),
+                                                   ("REGISTERED", False), ("OWNER", False), ("REGISTERED", True)]
+    assert [type(e).__name__ for e in fast[0][2][2]] == ["Switchback"]
