@@ -1,9 +1,11 @@
 /* eir._fastpath: the common attach decided and recorded in C (optional accelerator of eir.engine).
  *
  * FastCheck(...)(query) returns the shared Decision of the outcomes without effects or deadline that make
- * up ~80% of attaches (eir_fp_decide_common: ALLOW OWNER / REGISTERED on a registered or pre-registry
- * device, ROAMER_EXEMPT, MALFORMED_IMEI), after recording the attach in the observation history exactly
- * as Engine.check does. For every other attach it returns None without touching anything, and eir.engine
+ * up ~80% of attaches (decide_core: ALLOW OWNER / REGISTERED on a registered or pre-registry device,
+ * ROAMER_EXEMPT, MALFORMED_IMEI; decide's exceptions OPERATOR_SIM / PRE_REGISTRY_USER and a BLACKLISTED
+ * without notice, eir/_allowed.h; UNREGISTERED without effects, eir/_unregistered.h), or a new one with a
+ * deadline (eir/_outcomes.h, eir/_fastpath_grace.c), after recording the attach in the observation history
+ * exactly as Engine.check does (eir/_fastpath_record.c). For every other attach it returns None without touching anything, and eir.engine
  * runs the Python path (decide + effects + observe), which remains the reference: tests/test_fastpath.py
  * checks that both give the same decisions, events and state. The logic mirrors eir/decide.py (the rules
  * of decide that end without effects) and eir/state.py (packed history).
@@ -28,7 +30,6 @@
 #include "_unregistered.h"
 
 static PyObject *s_imei, *s_msisdn, *s_slot, *s_time, *s_roamer, *s_last_msisdn, *s_enforced;
-static PyObject *py_time_mask, *py_count_one, *py_key_shift_obj;
 
 /* An int attribute of the query as a C long long: 0 done (a new reference in *obj when obj is given),
  * 1 not a plain int within 64 bits (left to Python), -1 error. */
@@ -79,94 +80,6 @@ static int
 q_ll(FastCheck *self, PyObject *q, int i, PyObject *name, long long *out)
 {
     return eir_fp_steal_ll(q_attr(self, q, i, name), out);
-}
-
-/* MemoryState.observe for the packed form: 0 done, 1 leave it to Python, -1 error. */
-static int
-observe_packed(FastCheck *self, PyObject *imei_obj, long long msisdn, long long slot, long long t)
-{
-    PyObject *hs = self->histories;
-    PyObject *v = PyDict_GetItemWithError(hs, imei_obj); /* borrowed */
-    if (v == NULL && PyErr_Occurred())
-        return -1;
-    long long key = (msisdn << SLOT_BITS) | slot;
-    PyObject *key_obj = PyLong_FromLongLong(key);
-    if (key_obj == NULL)
-        return -1;
-    PyObject *nv = NULL;
-    int rc = 1;
-    if (v == NULL) {
-        if (0 <= t && t <= TIME_MASK) {
-            /* key << KEY_SHIFT | 1 << COUNT_SHIFT | t << TIME_BITS | t */
-            PyObject *hi = PyNumber_Lshift(key_obj, py_key_shift_obj);
-            if (hi == NULL)
-                goto done_err;
-            unsigned long long low = ((unsigned long long)t << TIME_BITS) | (unsigned long long)t;
-            PyObject *lo = PyLong_FromUnsignedLongLong(low);
-            if (lo == NULL) {
-                Py_DECREF(hi);
-                goto done_err;
-            }
-            PyObject *a = PyNumber_Or(hi, py_count_one);
-            Py_DECREF(hi);
-            if (a == NULL) {
-                Py_DECREF(lo);
-                goto done_err;
-            }
-            nv = PyNumber_Or(a, lo);
-            Py_DECREF(a);
-            Py_DECREF(lo);
-            if (nv == NULL)
-                goto done_err;
-            rc = 0;
-        }
-    } else if (PyLong_CheckExact(v) && t <= TIME_MASK) {
-        PyObject *vk = PyNumber_Rshift(v, py_key_shift_obj);
-        if (vk == NULL)
-            goto done_err;
-        int same = PyObject_RichCompareBool(vk, key_obj, Py_EQ);
-        Py_DECREF(vk);
-        if (same < 0)
-            goto done_err;
-        if (same) {
-            PyObject *lastobj = PyNumber_And(v, py_time_mask);
-            if (lastobj == NULL)
-                goto done_err;
-            long long last = PyLong_AsLongLong(lastobj);
-            Py_DECREF(lastobj);
-            if (last == -1 && PyErr_Occurred())
-                goto done_err;
-            PyObject *a = PyNumber_Add(v, py_count_one);
-            if (a == NULL)
-                goto done_err;
-            if (t > last) {
-                PyObject *d = PyLong_FromLongLong(t - last);
-                if (d == NULL) {
-                    Py_DECREF(a);
-                    goto done_err;
-                }
-                nv = PyNumber_Add(a, d);
-                Py_DECREF(a);
-                Py_DECREF(d);
-                if (nv == NULL)
-                    goto done_err;
-            } else {
-                nv = a;
-            }
-            rc = 0;
-        }
-    }
-    if (rc == 0) {
-        int err = PyDict_SetItem(hs, imei_obj, nv);
-        Py_DECREF(nv);
-        Py_DECREF(key_obj);
-        return err < 0 ? -1 : 0;
-    }
-    Py_DECREF(key_obj);
-    return 1;
-done_err:
-    Py_DECREF(key_obj);
-    return -1;
 }
 
 /* The code of an IMEI in the index's map (eir.index.Index.lookup): 0 done (*code; 0 when absent), -1 error. */
@@ -300,39 +213,6 @@ may_switch_back(FastCheck *self, PyObject *imei_obj, long long imei, long long s
     return rc;
 }
 
-/* Record the attach as Engine.check does (a known home subscriber on a well-formed IMEI): the packed
- * history updated here, or the state's own observe. 0 done, -1 error. */
-static int
-record(FastCheck *self, PyObject *imei_obj, long long imei, long long sub, long long slot, long long t, int ints,
-       PyObject *q)
-{
-    Histories *table = self->table;
-    if (ints && self->observe == NULL && 0 <= slot && slot < (1 << SLOT_BITS) && 0 < sub && sub < (1LL << 50)) {
-        int todo = table != NULL ? ht_observe_any(table, imei, sub, slot, t, self->history_type)
-                                 : observe_packed(self, imei_obj, sub, slot, t);
-        if (todo <= 0)
-            return todo;
-    }
-    /* Not done above (a History that needs an eviction, another subscriber on a packed history, a store that
-     * records more): the state's own observe. */
-    PyObject *fn = self->observe != NULL ? self->observe : self->memory_observe;
-    PyObject *sub_obj = PyLong_FromLongLong(sub);
-    PyObject *sv = NULL, *tv = NULL, *r = NULL;
-    if (sub_obj != NULL) {
-        sv = ints ? PyLong_FromLongLong(slot) : PyObject_GetAttr(q, s_slot);
-        tv = sv == NULL ? NULL : ints ? PyLong_FromLongLong(t) : PyObject_GetAttr(q, s_time);
-        if (tv != NULL)
-            r = PyObject_CallFunctionObjArgs(fn, imei_obj, sub_obj, sv, tv, NULL);
-    }
-    Py_XDECREF(sub_obj);
-    Py_XDECREF(sv);
-    Py_XDECREF(tv);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
-}
-
 void
 eir_fp_made_set(FastCheck *self, PyObject *reason, long long deadline)
 {
@@ -376,7 +256,7 @@ static int
 take_made(FastCheck *self, int rc, PyObject *imei_obj, long long imei, long long sub, long long slot, long long t,
           int ints, PyObject *q)
 {
-    if (rc > 0 && sub != 0 && record(self, imei_obj, imei, sub, slot, t, ints, q) < 0)
+    if (rc > 0 && sub != 0 && eir_fp_record(self, imei_obj, imei, sub, slot, t, ints, q) < 0)
         rc = -1;
     Py_DECREF(imei_obj);
     if (rc <= 0)
@@ -411,7 +291,7 @@ blocked_outcome(FastCheck *self, long long imei, long long sub, long long slot, 
     PyObject *imei_obj = PyLong_FromLongLong(imei);
     if (imei_obj == NULL)
         return FP_ERROR;
-    rc = record(self, imei_obj, imei, sub, slot, t, ints, q);
+    rc = eir_fp_record(self, imei_obj, imei, sub, slot, t, ints, q);
     Py_DECREF(imei_obj);
     return rc < 0 ? FP_ERROR : D_BLACKLISTED;
 }
@@ -467,7 +347,7 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
         if (rc != 0)
             return take_made(self, rc, imei_obj, imei, sub, slot, t, ints, q);
         rc = unregistered_quiet(self, imei_obj, imei, sub, t);
-        if (rc > 0 && sub != 0 && record(self, imei_obj, imei, sub, slot, t, ints, q) < 0)
+        if (rc > 0 && sub != 0 && eir_fp_record(self, imei_obj, imei, sub, slot, t, ints, q) < 0)
             rc = -1;
         Py_DECREF(imei_obj);
         return rc < 0 ? FP_ERROR : rc == 0 ? FP_DECLINED : D_UNREGISTERED;
@@ -541,7 +421,7 @@ decide_core(FastCheck *self, long long imei, long long sub, long long slot, long
     if (rc == 0 && activation)
         return activation_made(self, imei_obj, imei, sub, slot, t, ints, q, dev);
     if (rc == 0 && sub != 0)
-        rc = record(self, imei_obj, imei, sub, slot, t, ints, q);
+        rc = eir_fp_record(self, imei_obj, imei, sub, slot, t, ints, q);
     Py_DECREF(imei_obj);
     return rc < 0 ? FP_ERROR : rc > 0 ? FP_DECLINED : result;
 }
@@ -664,15 +544,7 @@ eir_fp_decide_init(void)
     s_roamer = PyUnicode_InternFromString("roamer");
     s_last_msisdn = PyUnicode_InternFromString("last_msisdn");
     s_enforced = PyUnicode_InternFromString("enforced");
-    py_time_mask = PyLong_FromLongLong(TIME_MASK);
-    py_key_shift_obj = PyLong_FromLong(KEY_SHIFT);
-    PyObject *one = PyLong_FromLong(1);
-    PyObject *sixty_four = PyLong_FromLong(2 * TIME_BITS);
-    py_count_one = (one && sixty_four) ? PyNumber_Lshift(one, sixty_four) : NULL;
-    Py_XDECREF(one);
-    Py_XDECREF(sixty_four);
-    if (!s_imei || !s_msisdn || !s_slot || !s_time || !s_roamer || !s_last_msisdn || !s_enforced || !py_time_mask
-            || !py_key_shift_obj || !py_count_one)
+    if (!s_imei || !s_msisdn || !s_slot || !s_time || !s_roamer || !s_last_msisdn || !s_enforced)
         return -1;
-    return 0;
+    return eir_fp_record_init();
 }

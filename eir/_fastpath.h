@@ -1,6 +1,6 @@
 /* Internal header of eir._fastpath (eir/_fastpath_module.c: the object and the module; eir/_fastpath.c: the
  * common attach; eir/_fastpath_raw.c: the entry points that take raw values; eir/_fastpath_grace.c: the
- * restricted subscriber's running grace). Not a public API. */
+ * restricted subscriber's running grace; eir/_fastpath_record.c: the attach recorded). Not a public API. */
 #ifndef EIR_FASTPATH_H
 #define EIR_FASTPATH_H
 
@@ -151,6 +151,11 @@ int eir_fp_decide(FastCheck *self, long long imei, long long sub, long long slot
 void eir_fp_prefetch(FastCheck *self, long long imei, int stage);
 /* The decision's interned names and numbers, made once at module init (eir/_fastpath.c). */
 int eir_fp_decide_init(void);
+/* eir/_fastpath_record.c: the attach recorded as Engine.check records it (imei_obj: the IMEI as an int; q: the
+ * Query, read for its slot and time when ints is 0). 0 done, -1 error. */
+int eir_fp_record_init(void);
+int eir_fp_record(FastCheck *self, PyObject *imei_obj, long long imei, long long sub, long long slot, long long t,
+                  int ints, PyObject *q);
 /* fast(q) without an argument tuple: FastCheck's vectorcall (eir/_fastpath.c). */
 PyObject *eir_fp_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames);
 /* eir/_fastpath_grace.c */

@@ -1,7 +1,7 @@
 /* eir._fastpath, the object and the module: FastCheck's construction from the engine's bundle and state
  * (eir.fastpath.accelerator passes them), its methods, and the module with the Histories table type.
  * The decision itself is in eir/_fastpath.c, the raw entry points in eir/_fastpath_raw.c, the restricted
- * subscriber's running grace in eir/_fastpath_grace.c.
+ * subscriber's running grace in eir/_fastpath_grace.c, the recording of an attach in eir/_fastpath_record.c.
  */
 #include "_fastpath.h"
 #include <structmember.h>
