@@ -15,7 +15,8 @@ CFLAGS = ["-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initi
           "-Werror=return-type"]
 
 setup(ext_modules=[Extension("eir._fastpath", ["eir/_fastpath_module.c", "eir/_fastpath.c", "eir/_fastpath_raw.c",
-                                               "eir/_fastpath_grace.c", "eir/_fastpath_record.c"],
+                                               "eir/_fastpath_grace.c", "eir/_fastpath_record.c",
+                                               "eir/_fastpath_wire.c"],
                              depends=["eir/_fastpath.h", "eir/_ident.h", "eir/_histable.h", "eir/_histype.h",
                                       "eir/_layout.h", "eir/_outcomes.h", "eir/_allowed.h",
                                       "eir/_unregistered.h"], optional=True,

@@ -10,7 +10,7 @@
 #include "_ident.h"
 
 /* Raised whenever the interface with eir/fastpath.py or eir/state.py changes (eir.native.FASTPATH_ABI). */
-#define EIR_FASTPATH_ABI 5
+#define EIR_FASTPATH_ABI 6
 #define SLOT_BITS 5
 #define TIME_BITS 32
 #define TIME_MASK 0xFFFFFFFFLL
@@ -134,6 +134,23 @@ typedef struct {
     int roamer;
 } RawAttach;
 
+/* A request value as received, from a Python object (eir/_fastpath_raw.c) or from msgpack bytes
+ * (eir/_fastpath_wire.c), for eir_fp_parse_fields. */
+enum { F_NONE, F_STR, F_INT, F_FLOAT, F_OTHER };
+typedef struct {
+    int kind;      /* F_NONE: None/nil; F_STR: ASCII, at most MAX_FIELD_CHARS; F_OTHER: any other value */
+    const char *s; /* F_STR: its bytes */
+    size_t n;
+    long long v;   /* F_INT */
+    double d;      /* F_FLOAT */
+} RawField;
+
+/* One attach's fields parsed as eir.query.build_query does, for the common forms: 1 parsed into *a, 0 not
+ * (a form left to Python, or a value Python refuses: it raises the error). A NULL time is now; take_imsi 0
+ * leaves every IMSI to Python (see parse_raw in eir/_fastpath_raw.c). */
+int eir_fp_parse_fields(FastCheck *self, const RawField *imei, const RawField *msisdn, const RawField *slot,
+                        const RawField *time, long long now, const RawField *imsi, int take_imsi, RawAttach *a);
+
 /* A check_batch item after eir_fp_parse_items (its slot in the batch's bytearray). */
 enum { ITEM_PYTHON = 0, ITEM_HOME = 1, ITEM_ROAMER = 2 };
 typedef struct {
@@ -171,7 +188,9 @@ PyObject *eir_fp_made_decision(FastCheck *self);
 PyObject *eir_fp_check_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *eir_fp_decide_raw(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *eir_fp_parse_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *eir_fp_parse_wire_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs); /* _fastpath_wire.c */
 PyObject *eir_fp_decide_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs);
 extern PyMethodDef eir_fp_parse_methods[];
+extern PyMethodDef eir_fp_wire_methods[]; /* eir/_fastpath_wire.c */
 
 #endif /* EIR_FASTPATH_H */

@@ -342,6 +342,9 @@ static PyMethodDef FastCheck_methods[] = {
     {"parse_items", (PyCFunction)(void (*)(void))eir_fp_parse_items, METH_FASTCALL,
      "parse_items(items, start, end, now, buf) -> i: parse check_batch items start.. into buf until the "
      "first one left to Python (i), or end."},
+    {"parse_wire_items", (PyCFunction)(void (*)(void))eir_fp_parse_wire_items, METH_FASTCALL,
+     "parse_wire_items(data, pos, start, end, now, buf) -> (i, pos, stop): as parse_items, for the items of a "
+     "check_batch read from its bytes (eir/transports/rpc_wire.py); data[pos:stop] is item i, left to Python."},
     {"decide_items", (PyCFunction)(void (*)(void))eir_fp_decide_items, METH_FASTCALL,
      "decide_items(buf, queries, start, end, parts, check_one, fast_parts, made_parts) -> counts: decide "
      "parsed items in order, appending each answer part (fast_parts[k] for FAST_REASONS[k]); check_one(query) "
@@ -378,6 +381,10 @@ PyInit__fastpath(void)
     PyObject *m = PyModule_Create(&fastpath_module);
     if (m == NULL)
         return NULL;
+    if (PyModule_AddFunctions(m, eir_fp_wire_methods) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&FastCheckType);
     if (PyModule_AddObject(m, "FastCheck", (PyObject *)&FastCheckType) < 0) {
         Py_DECREF(&FastCheckType);

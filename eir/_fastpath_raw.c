@@ -5,7 +5,8 @@
  * decided, so the parse results wait in a bytearray of BatchItem; the items these functions cannot
  * take are parsed and decided by the Python callers, in order. The identifiers are parsed by
  * eir/_ident.h, the values around them (slot, time, the field bounds, the IMSI's subscriber) here, as
- * eir.query does.
+ * eir.query does, in eir_fp_parse_fields: the values come as RawFields, from Python objects here (field_of)
+ * or from a request's msgpack bytes (parse_wire_items, eir/_fastpath_wire.c), one copy of the rules.
  */
 #include <math.h>
 
@@ -13,40 +14,50 @@
 #include "_layout.h"
 
 
-/* An exact str of at most MAX_FIELD_CHARS ASCII characters: its bytes; NULL otherwise (Python parses it:
- * non-ASCII digits, over-long fields and non-strings are its to judge or refuse). */
-static const char *
-ascii_field(PyObject *o, size_t *n)
+/* A Python value as a RawField: an exact str of at most MAX_FIELD_CHARS ASCII characters is F_STR (longer
+ * or non-ASCII strings, like other types, are F_OTHER: Python judges or refuses them), an exact int within
+ * 64 bits F_INT, an exact float F_FLOAT, None F_NONE. */
+static RawField
+field_of(PyObject *o)
 {
-    if (!PyUnicode_CheckExact(o) || !PyUnicode_IS_ASCII(o))
-        return NULL;
-    Py_ssize_t len = PyUnicode_GET_LENGTH(o);
-    if (len > MAX_FIELD_CHARS)
-        return NULL;
-    *n = (size_t)len;
-    return (const char *)PyUnicode_1BYTE_DATA(o);
+    RawField f = {.kind = F_OTHER};
+    if (o == Py_None) {
+        f.kind = F_NONE;
+    } else if (PyUnicode_CheckExact(o)) {
+        if (PyUnicode_IS_ASCII(o) && PyUnicode_GET_LENGTH(o) <= MAX_FIELD_CHARS) {
+            f.kind = F_STR;
+            f.s = (const char *)PyUnicode_1BYTE_DATA(o);
+            f.n = (size_t)PyUnicode_GET_LENGTH(o);
+        }
+    } else if (PyLong_CheckExact(o)) {
+        int overflow;
+        f.v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (!overflow && !(f.v == -1 && PyErr_Occurred()))
+            f.kind = F_INT;
+        PyErr_Clear();
+    } else if (PyFloat_CheckExact(o)) {
+        f.kind = F_FLOAT;
+        f.d = PyFloat_AS_DOUBLE(o);
+    }
+    return f;
 }
 
 /* eir.identifiers.parse_slot for None, an int and the strings "" and "1".."16"; 0 otherwise. */
 static long long
-raw_slot(PyObject *o)
+raw_slot(const RawField *f)
 {
-    if (o == Py_None)
+    if (f->kind == F_NONE)
         return 1;
-    if (PyLong_CheckExact(o)) {
-        int overflow;
-        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-        return !overflow && 1 <= v && v <= MAX_SLOT ? v : 0;
-    }
-    size_t n;
-    const char *s = ascii_field(o, &n);
-    if (s == NULL)
+    if (f->kind == F_INT)
+        return 1 <= f->v && f->v <= MAX_SLOT ? f->v : 0;
+    if (f->kind != F_STR)
         return 0;
-    if (n == 0)
+    const char *s = f->s;
+    if (f->n == 0)
         return 1;
-    if (n == 1 && s[0] >= '1' && s[0] <= '9')
+    if (f->n == 1 && s[0] >= '1' && s[0] <= '9')
         return s[0] - '0';
-    if (n == 2 && s[0] == '1' && s[1] >= '0' && s[1] <= '6')
+    if (f->n == 2 && s[0] == '1' && s[1] >= '0' && s[1] <= '6')
         return 10 + s[1] - '0';
     return 0;
 }
@@ -54,15 +65,12 @@ raw_slot(PyObject *o)
 /* eir.query.parse_time for an int or a float: epoch seconds (floored) within MIN_EPOCH..MAX_EPOCH; 0 for
  * anything else (strings, bools, out of range: Python). */
 static long long
-raw_time(PyObject *o)
+raw_time(const RawField *f)
 {
-    if (PyLong_CheckExact(o)) {
-        int overflow;
-        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-        return !overflow && MIN_EPOCH <= v && v <= MAX_EPOCH ? v : 0;
-    }
-    if (PyFloat_CheckExact(o)) {
-        double v = floor(PyFloat_AS_DOUBLE(o));
+    if (f->kind == F_INT)
+        return MIN_EPOCH <= f->v && f->v <= MAX_EPOCH ? f->v : 0;
+    if (f->kind == F_FLOAT) {
+        double v = floor(f->d);
         return isfinite(v) && (double)MIN_EPOCH <= v && v <= (double)MAX_EPOCH ? (long long)v : 0;
     }
     return 0;
@@ -107,19 +115,20 @@ imsi_msisdn(FastCheck *self, long long imsi, long long *msisdn)
     return ok;
 }
 
-/* Parse one attach's raw values as eir.query.build_query does, for the common forms: 1 parsed into *a,
- * 0 not (a form left to Python, or a value Python refuses: it raises the error). A NULL time is now.
- * take_imsi 0: every IMSI is left to Python (decide_raw: the replay's C edge writes a row it decided with
- * the MSISDN of the row's msisdn field, which for an IMSI-only row is not the subscriber decided on). */
+/* None or "": a value not given */
 static int
-parse_raw(FastCheck *self, PyObject *imei, PyObject *msisdn, PyObject *slot, PyObject *time, long long now,
-          PyObject *imsi, int take_imsi, RawAttach *a)
+field_absent(const RawField *f)
 {
-    size_t n;
-    const char *s = ascii_field(imei, &n);
-    if (s == NULL)
+    return f->kind == F_NONE || (f->kind == F_STR && f->n == 0);
+}
+
+int
+eir_fp_parse_fields(FastCheck *self, const RawField *imei, const RawField *msisdn, const RawField *slot,
+                    const RawField *time, long long now, const RawField *imsi, int take_imsi, RawAttach *a)
+{
+    if (imei->kind != F_STR)
         return 0;
-    a->imei = ident_imei(s, n, self->deny_invalid_check_digit, self->deny_test_imeis);
+    a->imei = ident_imei(imei->s, imei->n, self->deny_invalid_check_digit, self->deny_test_imeis);
     if (a->imei == IDENT_DECLINE)
         return 0;
     if ((a->slot = raw_slot(slot)) == 0)
@@ -129,30 +138,44 @@ parse_raw(FastCheck *self, PyObject *imei, PyObject *msisdn, PyObject *slot, PyO
         return 0;
     a->imsi = 0;
     int imsi_home = 1;
-    if (imsi != Py_None && !(PyUnicode_CheckExact(imsi) && PyUnicode_GET_LENGTH(imsi) == 0)) {
-        if (!take_imsi || self->imsi_key == NULL || (s = ascii_field(imsi, &n)) == NULL)
+    if (!field_absent(imsi)) {
+        if (!take_imsi || self->imsi_key == NULL || imsi->kind != F_STR)
             return 0;
         int mcc = 0;
-        if ((a->imsi = ident_imsi(s, n, &mcc)) == IDENT_DECLINE)
+        if ((a->imsi = ident_imsi(imsi->s, imsi->n, &mcc)) == IDENT_DECLINE)
             return 0;
         imsi_home = (self->home_mcc[mcc >> 3] >> (mcc & 7)) & 1; /* str(imsi)[:3] in plan.home_mccs */
     }
-    if (msisdn == Py_None || (PyUnicode_CheckExact(msisdn) && PyUnicode_GET_LENGTH(msisdn) == 0)) {
+    if (field_absent(msisdn)) {
         /* no MSISDN: the subscriber of a home IMSI (0 when unknown); a foreign IMSI is a roamer's; neither
          * an MSISDN nor an IMSI is an unknown subscriber */
         a->roamer = !imsi_home;
         a->sub = 0;
         return a->imsi == 0 || !imsi_home || imsi_msisdn(self, a->imsi, &a->sub);
     }
-    s = ascii_field(msisdn, &n);
-    if (s == NULL || self->nml < 0)
+    if (msisdn->kind != F_STR || self->nml < 0)
         return 0;
     int home = 0;
-    a->sub = ident_msisdn(s, n, self->cc, self->cc_len, (size_t)self->nml, &home);
+    a->sub = ident_msisdn(msisdn->s, msisdn->n, self->cc, self->cc_len, (size_t)self->nml, &home);
     if (a->sub == IDENT_DECLINE)
         return 0;
     a->roamer = !(home && imsi_home);
     return 1;
+}
+
+/* Parse one attach's raw values as eir.query.build_query does, for the common forms: 1 parsed into *a,
+ * 0 not (a form left to Python, or a value Python refuses: it raises the error). A NULL time is now.
+ * take_imsi 0: every IMSI is left to Python (decide_raw: the replay's C edge writes a row it decided with
+ * the MSISDN of the row's msisdn field, which for an IMSI-only row is not the subscriber decided on). */
+static int
+parse_raw(FastCheck *self, PyObject *imei, PyObject *msisdn, PyObject *slot, PyObject *time, long long now,
+          PyObject *imsi, int take_imsi, RawAttach *a)
+{
+    RawField f[5] = {field_of(imei), field_of(msisdn), field_of(slot), {0}, field_of(imsi)};
+    if (time != NULL)
+        f[3] = field_of(time);
+    return eir_fp_parse_fields(self, &f[0], &f[1], &f[2], time == NULL ? NULL : &f[3], now, &f[4], take_imsi,
+                               a);
 }
 
 static PyObject *item_query(FastCheck *self, const RawAttach *a);
@@ -460,9 +483,8 @@ mod_parse_imei(PyObject *mod, PyObject *args)
     int deny_check, deny_test;
     if (!PyArg_ParseTuple(args, "Opp", &raw, &deny_check, &deny_test))
         return NULL;
-    size_t n;
-    const char *s = ascii_field(raw, &n);
-    long long v = s == NULL ? IDENT_DECLINE : ident_imei(s, n, deny_check, deny_test);
+    RawField f = field_of(raw);
+    long long v = f.kind != F_STR ? IDENT_DECLINE : ident_imei(f.s, f.n, deny_check, deny_test);
     return v == IDENT_DECLINE ? Py_NewRef(Py_None) : PyLong_FromLongLong(v);
 }
 
@@ -474,10 +496,10 @@ mod_parse_msisdn(PyObject *mod, PyObject *args)
     Py_ssize_t cc_len, nml;
     if (!PyArg_ParseTuple(args, "Os#n", &raw, &cc, &cc_len, &nml))
         return NULL;
-    size_t n;
-    const char *s = ascii_field(raw, &n);
+    RawField f = field_of(raw);
     int home = 0;
-    long long v = s == NULL || nml < 0 ? IDENT_DECLINE : ident_msisdn(s, n, cc, (size_t)cc_len, (size_t)nml, &home);
+    long long v = f.kind != F_STR || nml < 0 ? IDENT_DECLINE
+                  : ident_msisdn(f.s, f.n, cc, (size_t)cc_len, (size_t)nml, &home);
     if (v == IDENT_DECLINE)
         return Py_NewRef(Py_None);
     return Py_BuildValue("(LO)", v, home ? Py_True : Py_False);
@@ -486,10 +508,9 @@ mod_parse_msisdn(PyObject *mod, PyObject *args)
 static PyObject *
 mod_parse_imsi(PyObject *mod, PyObject *raw)
 {
-    size_t n;
-    const char *s = ascii_field(raw, &n);
+    RawField f = field_of(raw);
     int mcc = 0;
-    long long v = s == NULL ? IDENT_DECLINE : ident_imsi(s, n, &mcc);
+    long long v = f.kind != F_STR ? IDENT_DECLINE : ident_imsi(f.s, f.n, &mcc);
     if (v == IDENT_DECLINE)
         return Py_NewRef(Py_None);
     return Py_BuildValue("(Li)", v, mcc);
@@ -498,14 +519,16 @@ mod_parse_imsi(PyObject *mod, PyObject *raw)
 static PyObject *
 mod_parse_slot(PyObject *mod, PyObject *raw)
 {
-    long long v = raw_slot(raw);
+    RawField f = field_of(raw);
+    long long v = raw_slot(&f);
     return v == 0 ? Py_NewRef(Py_None) : PyLong_FromLongLong(v);
 }
 
 static PyObject *
 mod_parse_time(PyObject *mod, PyObject *raw)
 {
-    long long v = raw_time(raw);
+    RawField f = field_of(raw);
+    long long v = raw_time(&f);
     return v == 0 ? Py_NewRef(Py_None) : PyLong_FromLongLong(v);
 }
 

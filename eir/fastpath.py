@@ -73,6 +73,12 @@ class FastCheck(Protocol):
         """Parse ``check_batch`` items ``start..`` into ``buf`` (:data:`BATCH_ITEM_SIZE` bytes per item,
         zeroed) up to the first one left to Python; returns its index (``end`` when none was)."""
 
+    def parse_wire_items(self, data: bytes, pos: int, start: int, end: int, now: int, buf: bytearray,
+                         /) -> tuple[int, int, int]:
+        """As :meth:`parse_items` for the items of a check_batch read from its bytes (``data[pos:]``, the
+        items eir.transports.rpc_wire's scanner read): ``(i, pos, stop)``, item ``i < end`` (the first one
+        left to Python) being ``data[pos:stop]``; ``i == end`` when all were parsed."""
+
     def decide_items(self, buf: bytearray, queries: list[Query | None], start: int, end: int,
                      parts: list[bytes], check_one: Callable[[Query], bytes], fast_parts: tuple[bytes, ...],
                      made_parts: tuple[dict[Reason, bytes], dict[Reason, int]] | None, /) -> tuple[int, ...]:
@@ -107,6 +113,12 @@ BATCH_ITEM_SIZE: int = _MODULE.BATCH_ITEM_SIZE if _MODULE is not None else 0
 def available() -> bool:
     """Whether the C accelerator is built and enabled in this process."""
     return _MODULE is not None
+
+
+def wire_scanner() -> ModuleType | None:
+    """The module whose ``wire_head``/``wire_scan`` read check_batch requests from their bytes
+    (eir.transports.rpc_wire), or None without the accelerator."""
+    return _MODULE
 
 
 def status() -> str:

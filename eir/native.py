@@ -16,7 +16,7 @@ from typing import Final
 
 #: The interface versions this package expects (eir/_fastpath.h EIR_FASTPATH_ABI, eir/_replayio.h
 #: EIR_REPLAYIO_ABI).
-FASTPATH_ABI: Final = 5
+FASTPATH_ABI: Final = 6
 REPLAYIO_ABI: Final = 1
 
 

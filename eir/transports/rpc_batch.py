@@ -8,6 +8,11 @@ and appends its pre-packed answer (or, for a running grace or window, the answer
 such an item never becomes a Query; every other item is parsed
 (and refused) by :func:`eir.query.build_query` and decided by :meth:`eir.engine.Engine.check`, in its
 place in the order. Without the accelerator both phases are the plain Python loops.
+
+A batch the connection's decoder read from its bytes (a WireBatch, eir.transports.rpc_wire) is parsed
+from them: ``parse_wire_items`` fills the same bytearray from the item bytes, and an item it leaves to
+Python is decoded by msgpack from its own bytes and parsed by :func:`parse_params`, as if it had come
+in a decoded list. Without an accelerator for the bundle, the batch takes the list msgpack decodes.
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ from __future__ import annotations
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+import msgpack
+
 from eir.fastpath import BATCH_ITEM_SIZE, FAST_REASONS
 from eir.model import CONST, Query, Reason
 from eir.query import RequestError, build_query, parse_time
 from eir.service import pinned
+from eir.transports.rpc_codec import WireBatch
 
 if TYPE_CHECKING:
     from eir.engine import Bundle, Engine
@@ -46,22 +54,31 @@ class Batch:
     ``answer`` (the whole response) is set, and ``held`` says the answer must wait for a group commit."""
 
     __slots__ = ("_buf", "answer", "bundle", "count", "durable", "enc", "engine", "error", "held", "items",
-                 "msgid", "now", "parsed", "parts", "pos", "queries", "started")
+                 "msgid", "n", "now", "parsed", "parts", "pos", "queries", "started", "wire", "wpos")
 
-    def __init__(self, msgid: int, engine: Engine, items: list[Any], now: int, enc: RpcEncoder,
+    def __init__(self, msgid: int, engine: Engine, items: list[Any] | WireBatch, now: int, enc: RpcEncoder,
                  count: dict[Reason, int], durable: Durable | None) -> None:
         self.msgid = msgid
         self.engine = engine
         self.bundle = engine.bundle
+        fast = engine.fast is not None
+        # A batch read from its bytes (eir.transports.rpc_wire) is parsed from them by the accelerator; the
+        # plain loops take the items msgpack decodes.
+        self.wire: WireBatch | None = None
+        if isinstance(items, WireBatch):
+            self.n = items.n
+            self.wire, items = (items, []) if fast else (None, items.items())
+        else:
+            self.n = len(items)
         self.items = items
+        self.wpos = self.wire.items_at if self.wire is not None else 0  # the bytes of item `parsed`
         self.now = now
         self.enc = enc
         self.count = count  # the decisions counter of the metrics
         self.durable = durable
-        fast = engine.fast is not None
         # Accelerated: queries[i] is the Query of an item Python parsed, None for one parsed into _buf.
-        self.queries: list[Query | None] = [None] * len(items) if fast else []
-        self._buf = bytearray(len(items) * BATCH_ITEM_SIZE) if fast else None
+        self.queries: list[Query | None] = [None] * self.n if fast else []
+        self._buf = bytearray(self.n * BATCH_ITEM_SIZE) if fast else None
         self.parsed = 0  # items parsed (phase 1 is over when all are)
         self.pos = 0  # items decided
         self.parts: list[bytes] = []
@@ -72,11 +89,14 @@ class Batch:
 
     def step(self, budget: int) -> int:
         """Parse or decide up to ``budget`` items; returns the budget left."""
-        n = len(self.items)
+        n = self.n
         # Parse and decide against the bundle the batch started with (the engine re-pinned if swapped).
         self.engine = engine = pinned(self.engine, self.bundle)
         if self.parsed < n:
-            budget = self._parse(budget) if self._buf is None else self._parse_fast(budget)
+            if self._buf is None:
+                budget = self._parse(budget)
+            else:
+                budget = self._parse_fast(budget) if self.wire is None else self._parse_wire(budget)
             if self.error is not None or self.parsed < n or budget <= 0:
                 return budget
         # phase 2: decide
@@ -150,4 +170,25 @@ class Batch:
                     return budget - (i - start + 1)
                 i += 1
         self.parsed = end
+        return budget - (end - start)
+
+    def _parse_wire(self, budget: int) -> int:
+        """_parse_fast for a batch read from its bytes: an item the C parser leaves to Python is decoded by
+        msgpack from its bytes (the object the Unpacker would have made) and parsed by parse_params."""
+        fast, buf, wire = self.engine.fast, self._buf, self.wire
+        assert fast is not None and buf is not None and wire is not None
+        data, start = wire.data, self.parsed
+        end = min(self.n, start + budget)
+        b, now, queries = self.bundle, self.now, self.queries
+        i, pos = start, self.wpos
+        while i < end:
+            i, pos, stop = fast.parse_wire_items(data, pos, i, end, now, buf)
+            if i < end:
+                try:
+                    queries[i] = parse_params(b, msgpack.unpackb(data[pos:stop], raw=False, use_list=True), now)
+                except RequestError as e:
+                    self.error = f"query {i}: {e.field}: {e.reason}"
+                    return budget - (i - start + 1)
+                i, pos = i + 1, stop
+        self.parsed, self.wpos = end, pos
         return budget - (end - start)

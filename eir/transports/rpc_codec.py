@@ -60,21 +60,35 @@ class Violation(NamedTuple):
     msgid: int | None = None
 
 
-Item = Request | Notification | Violation
+class WireBatch(NamedTuple):
+    """A ``check_batch`` request read from its bytes (eir.transports.rpc_wire): its ``n`` items are the
+    msgpack values at ``data[items_at:]``, not decoded yet (eir.transports.rpc_batch parses them)."""
+
+    msgid: int
+    n: int
+    data: bytes
+    items_at: int
+
+    def items(self) -> list[Any]:
+        """The items as msgpack decodes them (what the Request's params would have held)."""
+        items: list[Any] = msgpack.unpackb(self.data, raw=False, use_list=True)[3][0]
+        return items
+
+
+Item = Request | Notification | Violation | WireBatch
 
 
 class RpcDecoder:
     """Incremental request decoder with a hard bound on buffered bytes."""
 
-    __slots__ = ("_end", "_fed", "_limit", "_unpacker", "broken")
+    __slots__ = ("_end", "_fed", "_limit", "_shift", "_unpacker", "broken")
 
     def __init__(self, max_message_bytes: int) -> None:
         self._limit = max_message_bytes
-        # Array/map/str lengths default to bounds derived from max_buffer_size; nesting depth is bounded by
-        # the C unpacker's stack (StackError).
-        self._unpacker = msgpack.Unpacker(max_buffer_size=max_message_bytes, raw=False, use_list=True)
+        self._unpacker = new_unpacker(max_message_bytes)
         self._fed = 0  # stream offset of the bytes fed so far
         self._end = 0  # stream offset where the last complete message ended
+        self._shift = 0  # stream offset of the unpacker's offset 0 (eir.transports.rpc_wire feeds it a part)
         self.broken = False
 
     @property
@@ -88,7 +102,7 @@ class RpcDecoder:
         out: list[Item] = []
         if self.broken:
             return out
-        unpacker, limit = self._unpacker, self._limit
+        limit = self._limit
         view = memoryview(data)
         pos, n = 0, len(view)
         while pos < n:
@@ -99,28 +113,45 @@ class RpcDecoder:
                 out.append(Violation(TOO_LARGE, f"message larger than {limit} bytes"))
                 return out
             take = min(room, n - pos)
-            unpacker.feed(view[pos : pos + take])
             self._fed += take
             pos += take
-            if not self._drain(out):
+            if not self._take(view[pos - take : pos], out):
                 return out
         return out
+
+    def _take(self, chunk: memoryview, out: list[Item]) -> bool:
+        """Decode the next ``chunk`` of at most the bytes left to the limit; False once broken."""
+        self._unpacker.feed(chunk)
+        return self._drain(out)
 
     def _drain(self, out: list[Item]) -> bool:
         unpacker = self._unpacker
         try:
             for obj in unpacker:
-                self._end = unpacker.tell()
+                self._end = self._shift + unpacker.tell()
                 item = classify(obj)
                 out.append(item)
                 if type(item) is Violation:
                     self.broken = True
                     return False
+                if self._handover():
+                    break
         except ValueError as e:  # FormatError, StackError, UnicodeDecodeError, limits: all ValueErrors
             self.broken = True
             out.append(Violation(INVALID_REQUEST, f"not msgpack-rpc: {type(e).__name__}"))
             return False
         return True
+
+    def _handover(self) -> bool:
+        """After each message: True when the unpacker is to stop (eir.transports.rpc_wire takes the rest)."""
+        return False
+
+
+def new_unpacker(max_message_bytes: int) -> Any:
+    """The Unpacker of a connection: no message larger than ``max_message_bytes``."""
+    # Array/map/str lengths default to bounds derived from max_buffer_size; nesting depth is bounded by the C
+    # unpacker's stack (StackError).
+    return msgpack.Unpacker(max_buffer_size=max_message_bytes, raw=False, use_list=True)
 
 
 def classify(obj: Any) -> Item:

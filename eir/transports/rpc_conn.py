@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections import deque
 from time import perf_counter
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from eir.query import RequestError
 from eir.store_schema import StoreError
@@ -33,10 +33,11 @@ from eir.transports.rpc_codec import (
     UNKNOWN_METHOD,
     Notification,
     Request,
-    RpcDecoder,
     RpcEncoder,
     Violation,
+    WireBatch,
 )
+from eir.transports.rpc_wire import make_decoder
 
 if TYPE_CHECKING:
     from eir.transports.rpc import RpcServer
@@ -56,9 +57,9 @@ class RpcConnection(asyncio.Protocol):
         self.svc = svc
         self.limits = svc.config.limits
         self.metrics = svc.metrics
-        self.decoder = RpcDecoder(self.limits.max_message_bytes)
+        self.decoder = make_decoder(self.limits.max_message_bytes)
         self.enc = RpcEncoder()
-        self.queue: deque[Request | Notification | Violation | Batch] = deque()
+        self.queue: deque[Request | Notification | Violation | WireBatch | Batch] = deque()
         self.transport: asyncio.Transport | None = None
         self.reading = True
         self.write_paused = False
@@ -173,6 +174,12 @@ class RpcConnection(asyncio.Protocol):
                 else:
                     self._error(out, item.msgid, UNKNOWN_METHOD, f"unknown method {item.method[:64]!r}; "
                                 f"methods: {', '.join(METHODS)}")
+            elif type(item) is WireBatch:  # a check_batch read from its bytes (eir.transports.rpc_wire)
+                queue.popleft()
+                budget -= 1
+                job = self._new_batch(item.msgid, item.n, item, out)
+                if job is not None:
+                    queue.appendleft(job)
             elif type(item) is Batch:
                 budget = self._continue_batch(item, budget, out, held)
             elif type(item) is Violation:
@@ -209,19 +216,24 @@ class RpcConnection(asyncio.Protocol):
         self.metrics.latency[("rpc", "check")].observe(perf_counter() - started)
 
     def _start_batch(self, req: Request, out: list[bytes]) -> Batch | None:
-        engine = self.svc.engine
-        if engine is None:
+        if self.svc.engine is None:
             self._error(out, req.msgid, NOT_READY, "no snapshot loaded yet")
             return None
         p = req.params
         if type(p) is not list or len(p) != 1 or type(p[0]) is not list:
             self._error(out, req.msgid, INVALID_PARAMS, "expected [[query, ...]]")
             return None
-        items = p[0]
-        if len(items) > self.limits.max_batch:
-            self._error(out, req.msgid, TOO_LARGE, f"batch of {len(items)} > {self.limits.max_batch} queries")
+        return self._new_batch(req.msgid, len(p[0]), p[0], out)
+
+    def _new_batch(self, msgid: int, n: int, items: list[Any] | WireBatch, out: list[bytes]) -> Batch | None:
+        engine = self.svc.engine
+        if engine is None:
+            self._error(out, msgid, NOT_READY, "no snapshot loaded yet")
             return None
-        return Batch(req.msgid, engine, items, self.svc.clock(), self.enc, self.metrics.decisions, self.svc.durable)
+        if n > self.limits.max_batch:
+            self._error(out, msgid, TOO_LARGE, f"batch of {n} > {self.limits.max_batch} queries")
+            return None
+        return Batch(msgid, engine, items, self.svc.clock(), self.enc, self.metrics.decisions, self.svc.durable)
 
     def _continue_batch(self, job: Batch, budget: int, out: list[bytes], held: list[tuple[int, bytes]]) -> int:
         """Advance a batch by up to ``budget`` items; returns the budget left."""
