@@ -37,7 +37,7 @@ be(bytes_t p, int width)
 /* What one scalar is: its length in bytes (> 0), 0 not complete in avail bytes, -1 not a safe scalar.
  * *plain says it is nil, a positive int or an ASCII str of at most MAX_FIELD_CHARS bytes: the forms
  * parse_wire_items reads (*str and *n then give a str's bytes). */
-static Py_ssize_t
+static inline __attribute__((always_inline)) Py_ssize_t
 scalar(bytes_t p, Py_ssize_t avail, int *plain)
 {
     if (avail < 1)
@@ -73,15 +73,21 @@ scalar(bytes_t p, Py_ssize_t avail, int *plain)
     }
     if (avail < head + n)
         return 0;
-    /* ASCII, 8 bytes at a time; otherwise msgpack's UTF-8 decoder judges it */
+    /* ASCII, 8 bytes at a time (the last word overlapping the one before); otherwise msgpack's UTF-8 decoder
+     * judges it */
+    bytes_t s = p + head;
     unsigned long long acc = 0, w;
-    Py_ssize_t k = 0;
-    for (; k + 8 <= n; k += 8) {
-        memcpy(&w, p + head + k, 8);
+    if (n >= 8) {
+        for (Py_ssize_t k = 0; k + 8 < n; k += 8) {
+            memcpy(&w, s + k, 8);
+            acc |= w;
+        }
+        memcpy(&w, s + n - 8, 8);
         acc |= w;
+    } else {
+        for (Py_ssize_t k = 0; k < n; k++)
+            acc |= s[k];
     }
-    for (; k < n; k++)
-        acc |= p[head + k];
     if (acc & 0x8080808080808080ULL)
         return -1;
     *plain = n <= MAX_FIELD_CHARS;

@@ -208,3 +208,33 @@ def test_nothing_after_a_violation_in_a_feed_larger_than_the_limit(first: bytes)
     ref, wire = RpcDecoder(1_024), WireDecoder(1_024, SCANNER)
     assert [_same(i) for i in wire.feed(data)] == ref.feed(data)
     assert wire.broken and wire.feed(data) == []
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200), st.integers(0, 210), st.integers(0, 40), st.integers(0, 15))
+def test_the_scanner_on_any_bytes_stays_within_them(data: bytes, pos: int, left: int, elems: int) -> None:
+    # Attacker-controlled bytes: every answer stays within the buffer, and a position only moves forward.
+    assert SCANNER is not None
+    head = SCANNER.wire_head(data, pos, 1_000)
+    assert head in (0, -1) or (pos < head[2] <= len(data) and 0 <= head[1] <= 1_000)
+    if elems > 0 and left == 0:
+        with pytest.raises(ValueError):
+            SCANNER.wire_scan(data, pos, left, elems)
+        return
+    p, items_left, elems_left = SCANNER.wire_scan(data, pos, left, elems)
+    assert items_left == -1 or (pos <= p <= max(pos, len(data)) and 0 <= items_left <= left)
+    assert 0 <= elems_left <= 15
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=120), st.integers(0, 130), st.integers(0, 6))
+def test_parse_wire_items_on_any_bytes_stays_within_them(data: bytes, pos: int, n: int) -> None:
+    index = _index([{"type": "device", "imeis": ["356938035643809"], "owner": "09121234567"}])
+    fast = fastpath.accelerator(Bundle.of(index, RULES["default"]), MemoryState())
+    assert fast is not None
+    buf = bytearray(n * fastpath.BATCH_ITEM_SIZE)
+    try:
+        i, p, stop = fast.parse_wire_items(data, pos, 0, n, T0, buf)
+    except ValueError:
+        return
+    assert 0 <= i <= n and pos <= p <= stop <= len(data)
