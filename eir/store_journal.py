@@ -156,8 +156,22 @@ class Journal(MemoryState):
         # The hot path of every attach: MemoryState.observe inlined (tests/test_store.py checks that
         # both keep the same in-memory history) plus the observation delta for the next soft flush.
         hs = self.histories
-        v = hs.get(imei)
         key = msisdn << SLOT_BITS | slot
+        table_observe = self._table_observe
+        if table_observe is not None:
+            # The accelerator's table updates the history in place (as MemoryState.observe); it never
+            # evicts (it leaves a full History to the code below, which then sees it unchanged), so only
+            # a cold IMEI needs its rows on disk trimmed.
+            if imei not in hs:
+                self._trim.add(imei)
+            if table_observe(imei, msisdn, slot, t, History):
+                self._obs.append((imei, key, t))
+                if t > self.high_water:
+                    self.high_water = t
+                if len(self._obs) >= self._observe_limit:
+                    self._observed_enough()
+                return
+        v = hs.get(imei)
         if v is None:
             # Cold IMEI: its rows on disk were not in memory, so the new ones may push it past the bound.
             self._trim.add(imei)
