@@ -259,8 +259,11 @@ eir_fp_parse_wire_items(FastCheck *self, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_TypeError, "parse_wire_items(data: bytes, pos, start, end, now, buf: bytearray)");
         return NULL;
     }
-    if (((pos = PyLong_AsSsize_t(args[1])) == -1 || (i = PyLong_AsSsize_t(args[2])) == -1
-         || (end = PyLong_AsSsize_t(args[3])) == -1 || (now = PyLong_AsLongLong(args[4])) == -1) && PyErr_Occurred())
+    /* one at a time: a conversion must not run with the previous one's error set, and none may be skipped */
+    if (((pos = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred())
+            || ((i = PyLong_AsSsize_t(args[2])) == -1 && PyErr_Occurred())
+            || ((end = PyLong_AsSsize_t(args[3])) == -1 && PyErr_Occurred())
+            || ((now = PyLong_AsLongLong(args[4])) == -1 && PyErr_Occurred()))
         return NULL;
     bytes_t p = (bytes_t)PyBytes_AS_STRING(args[0]);
     Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
