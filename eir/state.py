@@ -154,7 +154,7 @@ _TABLE: Final = _histories_table()
 def new_histories() -> MutableMapping[int, Observed]:
     """An empty histories mapping: the C table when available (one cache miss per attach instead of a
     dict's four, updated in place), else a dict. Both hold and return the same values."""
-    return {} if _TABLE is None else _TABLE()
+    return new_imei_map()
 
 
 def new_imei_map() -> MutableMapping[int, Any]:

@@ -158,36 +158,32 @@ class Journal(MemoryState):
         hs = self.histories
         key = msisdn << SLOT_BITS | slot
         table_observe = self._table_observe
+        done = False
         if table_observe is not None:
             # The accelerator's table updates the history in place (as MemoryState.observe); it never
             # evicts (it leaves a full History to the code below, which then sees it unchanged), so only
             # a cold IMEI needs its rows on disk trimmed.
             if imei not in hs:
                 self._trim.add(imei)
-            if table_observe(imei, msisdn, slot, t, History):
-                self._obs.append((imei, key, t))
-                if t > self.high_water:
-                    self.high_water = t
-                if len(self._obs) >= self._observe_limit:
-                    self._observed_enough()
-                return
-        v = hs.get(imei)
-        if v is None:
-            # Cold IMEI: its rows on disk were not in memory, so the new ones may push it past the bound.
-            self._trim.add(imei)
-            if 0 <= t <= TIME_MASK:
-                hs[imei] = key << KEY_SHIFT | COUNT_ONE | t << TIME_BITS | t
+            done = table_observe(imei, msisdn, slot, t, History)
+        if not done:
+            v = hs.get(imei)
+            if v is None:
+                # Cold IMEI: its rows on disk were not in memory, so the new ones may push it past the bound.
+                self._trim.add(imei)
+                if 0 <= t <= TIME_MASK:
+                    hs[imei] = key << KEY_SHIFT | COUNT_ONE | t << TIME_BITS | t
+                else:
+                    h = hs[imei] = History()
+                    observe_history(h, key, t)
+            elif isinstance(v, int) and v >> KEY_SHIFT == key and t <= TIME_MASK:
+                last = v & TIME_MASK
+                hs[imei] = v + COUNT_ONE + t - last if t > last else v + COUNT_ONE
             else:
-                h = hs[imei] = History()
-                observe_history(h, key, t)
-        elif isinstance(v, int) and v >> KEY_SHIFT == key and t <= TIME_MASK:
-            last = v & TIME_MASK
-            hs[imei] = v + COUNT_ONE + t - last if t > last else v + COUNT_ONE
-        else:
-            if isinstance(v, int):
-                v = hs[imei] = unpack_history(v)
-            if observe_history(v, key, t):
-                self._trim.add(imei)  # memory dropped its oldest row: the disk drops it too
+                if isinstance(v, int):
+                    v = hs[imei] = unpack_history(v)
+                if observe_history(v, key, t):
+                    self._trim.add(imei)  # memory dropped its oldest row: the disk drops it too
         obs = self._obs
         obs.append((imei, key, t))
         if t > self.high_water:
