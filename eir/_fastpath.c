@@ -108,30 +108,32 @@ imei_code(FastCheck *self, unsigned long long mkey, long long *code)
     return *code == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
-/* The cell of imei in a Histories table, or NULL when it holds none (*err set on error). */
-static inline const HCell *
-table_cell(Histories *t, long long imei, int *err)
+/* What a mapping keyed by IMEI core (a Histories table, or the dict it replaces when table is NULL) holds
+ * for imei: 1 an object (*out, borrowed), 2 a packed int of the table, 0 nothing, -1 error. */
+static int
+imei_value(Histories *table, PyObject *dict, PyObject *imei_obj, long long imei, PyObject **out)
 {
-    *err = ht_ready(t);
-    if (*err < 0)
-        return NULL;
-    const HCell *c = ht_find(t, (uint64_t)imei + 1);
-    return c->key != 0 ? c : NULL;
+    if (table != NULL) {
+        if (ht_ready(table) < 0)
+            return -1;
+        const HCell *c = ht_find(table, (uint64_t)imei + 1);
+        if (c->key == 0)
+            return 0;
+        if (c->count != 0)
+            return 2;
+        *out = c->u.obj;
+        return 1;
+    }
+    *out = PyDict_GetItemWithError(dict, imei_obj);
+    return *out != NULL ? 1 : PyErr_Occurred() ? -1 : 0;
 }
 
 /* Whether the subscriber holds a grace on the IMEI (eir.decide._allowed then drops it: Python). */
 static int
 has_grace(FastCheck *self, PyObject *imei_obj, long long imei, long long sub)
 {
-    int rc;
-    if (self->gi_table != NULL) {
-        int err;
-        rc = table_cell(self->gi_table, imei, &err) != NULL;
-        if (err < 0)
-            return -1;
-    } else {
-        rc = PyDict_Contains(self->grace_imeis, imei_obj);
-    }
+    PyObject *count; /* borrowed: only its presence matters */
+    int rc = imei_value(self->gi_table, self->grace_imeis, imei_obj, imei, &count);
     if (rc <= 0)
         return rc;
     PyObject *sub_obj = PyLong_FromLongLong(sub);
@@ -154,25 +156,17 @@ static int
 is_detected(FastCheck *self, PyObject *imei_obj, long long imei)
 {
     PyObject *det; /* borrowed */
-    if (self->det_table != NULL) {
-        int err;
-        const HCell *c = table_cell(self->det_table, imei, &err);
-        if (c == NULL)
-            return err;
-        if (c->count != 0) {
-            PyErr_SetString(PyExc_TypeError, "detections: an int where a Detection was expected");
-            return -1;
-        }
-        det = c->u.obj;
-    } else {
-        det = PyDict_GetItemWithError(self->detections, imei_obj);
-        if (det == NULL)
-            return PyErr_Occurred() ? -1 : 0;
+    int rc = imei_value(self->det_table, self->detections, imei_obj, imei, &det);
+    if (rc <= 0)
+        return rc;
+    if (rc == 2) {
+        PyErr_SetString(PyExc_TypeError, "detections: an int where a Detection was expected");
+        return -1;
     }
     PyObject *enforced = PyObject_GetAttr(det, s_enforced);
     if (enforced == NULL)
         return -1;
-    int rc = PyObject_IsTrue(enforced);
+    rc = PyObject_IsTrue(enforced);
     Py_DECREF(enforced);
     return rc;
 }
@@ -185,24 +179,13 @@ static int
 may_switch_back(FastCheck *self, PyObject *imei_obj, long long imei, long long sub, long long t)
 {
     PyObject *h = NULL; /* borrowed */
-    Histories *table = self->table;
-    if (table != NULL) {
-        if (ht_ready(table) < 0)
-            return -1;
-        const HCell *c = ht_find(table, (uint64_t)imei + 1);
-        if (c->key != 0 && c->count == 0)
-            h = c->u.obj;
-    } else {
-        h = PyDict_GetItemWithError(self->histories, imei_obj);
-        if (h == NULL && PyErr_Occurred())
-            return -1;
-        if (h != NULL && PyLong_CheckExact(h))
-            h = NULL;
-    }
-    if (h == NULL)
-        return 0;
+    int rc = imei_value(self->table, self->histories, imei_obj, imei, &h);
+    if (rc < 0)
+        return -1;
+    if (rc != 1 || PyLong_CheckExact(h))
+        return 0; /* none, or a packed history (a single subscriber: no switch-back) */
     long long last = -1;
-    int rc = Py_IS_TYPE(h, (PyTypeObject *)self->history_type) ? get_ll(h, s_last_msisdn, &last, NULL) : 1;
+    rc = Py_IS_TYPE(h, (PyTypeObject *)self->history_type) ? get_ll(h, s_last_msisdn, &last, NULL) : 1;
     if (rc != 0)
         return rc;
     if (last == 0 || last == sub)
@@ -453,24 +436,8 @@ eir_fp_prefetch(FastCheck *self, long long imei, int stage)
     if (mkey <= 1 || !presh_get(self->pmap, mkey, &code) || code <= 1 || (code & 1))
         return;
     Py_ssize_t dev = (Py_ssize_t)((code >> 1) - 1);
-    const Column *fc = &self->flags_col, *oc = &self->owner_col;
-    if (fc->size == 0 || oc->size == 0)
-        return;
-    Py_buffer fv, ov;
-    if (PyObject_GetBuffer(self->flags, &fv, PyBUF_SIMPLE) < 0) {
-        PyErr_Clear();
-        return;
-    }
-    if (PyObject_GetBuffer(self->owner, &ov, PyBUF_SIMPLE) == 0) {
-        if ((dev + 1) * fc->size <= fv.len && (dev + 1) * oc->size <= ov.len) {
-            __builtin_prefetch((const char *)fv.buf + dev * fc->size);
-            __builtin_prefetch((const char *)ov.buf + dev * oc->size);
-        }
-        PyBuffer_Release(&ov);
-    } else {
-        PyErr_Clear();
-    }
-    PyBuffer_Release(&fv);
+    if (device_cols(self->flags, &self->flags_col, self->owner, &self->owner_col, dev, NULL, NULL) < 0)
+        PyErr_Clear(); /* a hint only: the decision itself reports what is wrong */
 }
 
 /* The common attach for the raw entry points: the shared decisions only (their callers answer those with

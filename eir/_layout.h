@@ -200,12 +200,15 @@ column_item(const Column *col, const char *p)
 }
 
 /* The device's flags and owner: from the columns' buffers, both fetched before either is read (two
- * misses in parallel), or as items when a column is not a plain integer buffer. 0 done, -1 error. */
+ * misses in parallel), or as items when a column is not a plain integer buffer. With flags NULL only the
+ * two items are prefetched (plain buffers only; a later attach's, eir_fp_prefetch). 0 done, -1 error. */
 static inline int
 device_cols(PyObject *farr, const Column *fc, PyObject *oarr, const Column *oc, Py_ssize_t dev, long long *flags,
             long long *owner)
 {
     if (fc->size == 0 || oc->size == 0) {
+        if (flags == NULL)
+            return 0;
         if (item_ll(farr, dev, flags) < 0)
             return -1;
         return item_ll(oarr, dev, owner);
@@ -223,8 +226,12 @@ device_cols(PyObject *farr, const Column *fc, PyObject *oarr, const Column *oc, 
     } else {
         const char *fp = (const char *)fv.buf + dev * fc->size, *op = (const char *)ov.buf + dev * oc->size;
         __builtin_prefetch(op);
-        *flags = column_item(fc, fp);
-        *owner = column_item(oc, op);
+        if (flags == NULL) {
+            __builtin_prefetch(fp);
+        } else {
+            *flags = column_item(fc, fp);
+            *owner = column_item(oc, op);
+        }
         rc = 0;
     }
     PyBuffer_Release(&ov);

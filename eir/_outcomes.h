@@ -102,8 +102,8 @@ traveler_outcome(FastCheck *self, PyObject *imei_obj, long long imei, long long 
     if (rc == 0)
         rc = attr_ll(w, s_deadline, &deadline);
     Py_DECREF(w);
-    if (rc != 0)
-        return rc < 0 ? -1 : 0;
+    if (rc != 0 || deadline < 0)
+        return rc < 0 ? -1 : 0; /* not the ints eir.state makes: Python */
     if (t >= period_end)
         return 0; /* the period is over: a new window may open - Python */
     PyObject *reason;
@@ -116,8 +116,6 @@ traveler_outcome(FastCheck *self, PyObject *imei_obj, long long imei, long long 
     }
     if (rc != 0)
         return rc < 0 ? -1 : 0;
-    if (deadline < 0)
-        return 0; /* not a deadline eir.state makes: Python */
     eir_fp_made_set(self, reason, deadline);
     return 1;
 }
@@ -166,8 +164,8 @@ activation_outcome(FastCheck *self, Py_ssize_t dev, long long sub, long long t)
     Py_INCREF(a);
     rc = attr_ll(a, s_deadline, &deadline);
     Py_DECREF(a);
-    if (rc != 0)
-        return rc < 0 ? -1 : 0;
+    if (rc != 0 || deadline < 0)
+        return rc < 0 ? -1 : 0; /* not the int eir.state makes: Python */
     PyObject *reason;
     if (t < deadline) {
         if (sub != 0) {
@@ -184,8 +182,6 @@ activation_outcome(FastCheck *self, Py_ssize_t dev, long long sub, long long t)
     }
     if (rc != 0)
         return rc < 0 ? -1 : 0;
-    if (deadline < 0)
-        return 0; /* not a deadline eir.state makes: Python */
     eir_fp_made_set(self, reason, deadline);
     return 1;
 }
