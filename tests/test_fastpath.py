@@ -285,6 +285,26 @@ def _python_decides(engine: Engine, steps: list[Query | tuple[int, int, int]], i
     return taken, out
 
 
+def _fast_and_python(records: list[dict[str, Any]], rules: RuleSet,
+                     steps: list[Query | tuple[int, int, int]]
+                     ) -> tuple[list[tuple[Reason, bool]], list[Any], list[dict[str, Any]]]:
+    """Run the steps (as _python_decides) with the accelerator and without it, on fresh indexes; both must
+    give the same decisions, events and state. Returns the accelerated run's per-attach (reason, decided in
+    Python), its (reason, deadline, effects) of each attach, and its events as dicts."""
+    runs = []
+    for accelerate in (True, False):
+        index = _index(records)
+        state = MemoryState() if accelerate else MemoryState(histories={})
+        events: list[Event] = []
+        engine = Engine(Bundle.of(index, rules), state, (events.append,), accelerate=accelerate)
+        with pytest.MonkeyPatch.context() as mp:
+            taken, out = _python_decides(engine, steps, index, mp)
+        runs.append((taken, out, [e.to_dict() for e in events], state_view(state)))
+    (taken, *fast), (_, *slow) = runs
+    assert fast == slow
+    return taken, fast[0], fast[1]
+
+
 @needs_fastpath
 def test_exceptions_and_blocked_devices_seen_again_are_decided_in_c() -> None:
     # eir/_allowed.h: OPERATOR_SIM, PRE_REGISTRY_USER, and BLACKLISTED without a notice are decided in C,
@@ -314,17 +334,7 @@ def test_exceptions_and_blocked_devices_seen_again_are_decided_in_c() -> None:
         Query(T0 + 170, cloned, c, 1),  # then slot 1's operator SIM
         (0, 2, 0), Query(T0 + 180, cloned + 1, c, 2),  # removed: the clone grace starts
     ]
-    runs = []
-    for accelerate in (True, False):
-        index = _index(records)
-        state = MemoryState() if accelerate else MemoryState(histories={})
-        events: list[Event] = []
-        engine = Engine(Bundle.of(index, RULES["strict"]), state, (events.append,), accelerate=accelerate)
-        with pytest.MonkeyPatch.context() as mp:
-            taken, out = _python_decides(engine, steps, index, mp)
-        runs.append((taken, out, [e.to_dict() for e in events], state_view(state)))
-    (taken, *fast), (_, *slow) = runs
-    assert fast == slow
+    taken, _, _ = _fast_and_python(records, RULES["strict"], steps)
     assert [(r.value, py) for r, py in taken] == [
         ("OPERATOR_SIM", False), ("OPERATOR_SIM", False), ("CLONE_GRACE", True),
         ("PRE_REGISTRY_USER", False), ("PRE_REGISTRY_USER", False), ("CLONE_GRACE", True),
@@ -372,17 +382,7 @@ def test_unregistered_without_effects_is_decided_in_c(require_entry: bool) -> No
         Query(T0 + year + 60, z, b),  # the period is over: a new window
     ]
     rules = rules_with(RULES["default"], traveler={"require_entry_record": require_entry})
-    runs = []
-    for accelerate in (True, False):
-        index = _index(records)
-        state = MemoryState() if accelerate else MemoryState(histories={})
-        events: list[Event] = []
-        engine = Engine(Bundle.of(index, rules), state, (events.append,), accelerate=accelerate)
-        with pytest.MonkeyPatch.context() as mp:
-            taken, out = _python_decides(engine, steps, index, mp)
-        runs.append((taken, out, [e.to_dict() for e in events], state_view(state)))
-    (taken, *fast), (_, *slow) = runs
-    assert fast == slow
+    taken, _, _ = _fast_and_python(records, rules, steps)
     if require_entry:  # no entry records: never a window, and a known subscriber's UNREGISTERED is Python's
         assert {r for r, _ in taken} == {Reason.UNREGISTERED}
         assert [py for _, py in taken] == [q.msisdn != 0 for q in steps if isinstance(q, Query)]
@@ -409,23 +409,14 @@ def test_a_grace_past_its_deadline_or_reminder_without_a_due_notice_is_decided_i
         Query(deadline, core, b), Query(deadline + 60, core, b),  # OWNERSHIP_BLOCKED notice, then none
         Query(deadline + repeat, core, b), Query(deadline + repeat + 60, core, b),  # the notice again, then none
     ]
-    runs = []
-    for accelerate in (True, False):
-        index = _index([{"type": "device", "imeis": ["356938035643809"], "owner": "09121234567"}])
-        state = MemoryState() if accelerate else MemoryState(histories={})
-        events: list[Event] = []
-        engine = Engine(Bundle.of(index, r), state, (events.append,), accelerate=accelerate)
-        with pytest.MonkeyPatch.context() as mp:
-            taken, out = _python_decides(engine, steps, index, mp)
-        runs.append((taken, out, [e.to_dict() for e in events], state_view(state)))
-    (taken, *fast), (_, *slow) = runs
-    assert fast == slow
+    taken, _, events = _fast_and_python([{"type": "device", "imeis": ["356938035643809"], "owner": "09121234567"}],
+                                        r, steps)
     assert [(x.value, py) for x, py in taken] == [
         ("OWNERSHIP_GRACE", True), ("OWNERSHIP_GRACE", False), ("OWNERSHIP_GRACE", True), ("OWNERSHIP_GRACE", False),
         ("OWNERSHIP_BLOCKED", True), ("OWNERSHIP_BLOCKED", False), ("OWNERSHIP_BLOCKED", True),
         ("OWNERSHIP_BLOCKED", False),
     ]
-    assert [e["type"] for e in fast[1]] == ["OWNERSHIP_GRACE_STARTED", "GRACE_REMINDER", "OWNERSHIP_BLOCKED",
+    assert [e["type"] for e in events] == ["OWNERSHIP_GRACE_STARTED", "GRACE_REMINDER", "OWNERSHIP_BLOCKED",
                                             "OWNERSHIP_BLOCKED"]
 
 
@@ -442,16 +433,8 @@ def test_a_clone_check_that_cannot_find_a_switch_back_is_decided_in_c() -> None:
         Query(T0 + 2 * w + 60, core, a, 2),  # a on another slot, last seen long ago (C)
         Query(T0 + 2 * w + 120, core, b),  # b within the window again (Python)
     ]
-    runs = []
-    for accelerate in (True, False):
-        index = _index([{"type": "device", "imeis": ["356938035643809"], "owner": "09121234567"}])
-        state = MemoryState() if accelerate else MemoryState(histories={})
-        engine = Engine(Bundle.of(index, r), state, accelerate=accelerate)
-        with pytest.MonkeyPatch.context() as mp:
-            taken, out = _python_decides(engine, steps, index, mp)
-        runs.append((taken, out, state_view(state)))
-    (taken, *fast), (_, *slow) = runs
-    assert fast == slow
+    taken, out, _ = _fast_and_python([{"type": "device", "imeis": ["356938035643809"], "owner": "09121234567"}],
+                                     r, steps)
     assert [(x.value, py) for x, py in taken] == [("OWNER", False), ("REGISTERED", False), ("OWNER", True),
                                                    ("REGISTERED", False), ("OWNER", False), ("REGISTERED", True)]
-    assert [type(e).__name__ for e in fast[0][2][2]] == ["Switchback"]
+    assert [type(e).__name__ for e in out[2][2]] == ["Switchback"]
